@@ -500,7 +500,7 @@ class Store:
     def scores_frame(self, round_: int | None = None, method: str | None = None) -> pd.DataFrame:
         query = (
             "SELECT s.item_id AS task, s.score AS label, s.confidence, s.n, s.spread, s.method, s.round,"
-            " i.prompt, i.text, i.model, i.batch_id FROM scores s JOIN items i ON i.id = s.item_id"
+            " i.prompt, i.text, i.model, i.batch_id, i.kind FROM scores s JOIN items i ON i.id = s.item_id"
         )
         clauses, args = [], []
         if round_ is not None:

@@ -45,30 +45,49 @@ class Workspace:
         return Store.open(self.state_path)
 
 
-def init_workspace(root: Path, model: str | None = None, config_text: str | None = None) -> Workspace:
-    """Create (or re-open) a workspace; an existing config is never overwritten."""
+def init_workspace(
+    root: Path, model: str | None = None, config_text: str | None = None, settings: dict[str, dict] | None = None
+) -> Workspace:
+    """Create (or re-open) a workspace; an existing config is never overwritten.
+
+    `settings` ({section: {key: value}}) replaces default values in the written config file.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / CONFIG_FILE
     if not config_path.exists():
         text = config_text if config_text is not None else example_config_text()
         config_path.write_text(text, encoding="utf-8")
+        settings = {section: dict(values) for section, values in (settings or {}).items()}
         if model is not None:
-            _set_model(config_path, model)
+            settings.setdefault("model", {})["name"] = model
+        for section, values in settings.items():
+            for key, value in values.items():
+                set_config_value(config_path, section, key, value)
     config = load_config(config_path)
     Store.create(root / STATE_FILE, model=config.model.name).close()
     return Workspace(root=root, config=config)
 
 
-def _set_model(config_path: Path, model: str) -> None:
+def set_config_value(config_path: Path, section: str, key: str, value: object) -> None:
+    """Set one key in a config file written by `example_config_text`, keeping its comments."""
+    from .config import _toml_value
+
     lines = config_path.read_text(encoding="utf-8").splitlines()
-    in_model = False
+    in_section = False
     for i, line in enumerate(lines):
         if line.startswith("["):
-            in_model = line.strip() == "[model]"
-        elif in_model and line.startswith("name ="):
-            lines[i] = 'name = "' + model.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            if in_section:  # key absent from the section: add it at the section's end
+                lines.insert(i, f"{key} = {_toml_value(value)}")
+                break
+            in_section = line.strip() == f"[{section}]"
+        elif in_section and (line.startswith(f"{key} =") or line.startswith(f"# {key} = ")):
+            lines[i] = f"{key} = {_toml_value(value)}"
             break
+    else:
+        if not in_section:
+            lines += ["", f"[{section}]"]
+        lines.append(f"{key} = {_toml_value(value)}")
     config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -1,0 +1,407 @@
+"""The `mturk-tune` command line: thin commands over the library.
+
+Each command reads options, opens the workspace, calls one library function and prints what
+happened. Errors a user can fix (MturkTuneError) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from . import __version__
+from .aggregation import METHODS
+from .config import ENDPOINTS, replace
+from .errors import MturkTuneError
+from .workspace import Workspace, init_workspace, open_workspace
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class UserError(click.ClickException):
+    """One line, no traceback, exit code 2: the input, config or state needs fixing."""
+
+    exit_code = 2
+
+
+class RemoteError(click.ClickException):
+    """The marketplace could not be reached or refused a call."""
+
+    exit_code = 1
+
+
+def _remote_message(exc: Exception, endpoint: str | None) -> str:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile (or use --endpoint local)"
+    if isinstance(exc, EndpointConnectionError):
+        return (
+            f"could not reach {exc.kwargs.get('endpoint_url', endpoint)}: MTurk closed on 2026-09-30; "
+            "use --endpoint local or the URL of 'mturk-tune marketplace serve'"
+        )
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("TurkErrorCode") or err.get("Code", "")
+        return f"marketplace refused {exc.operation_name}: {code}: {err.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return super().invoke(ctx)
+        except MturkTuneError as exc:
+            raise UserError(str(exc)) from None
+        except (BotoCoreError, ClientError) as exc:
+            raise RemoteError(_remote_message(exc, None)) from None
+
+
+@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="mturk-tune")
+@click.option(
+    "-w", "--workspace", "workspace_dir", type=click.Path(file_okay=False, path_type=Path), default=".",
+    envvar="MTURK_TUNE_WORKSPACE", show_default=True, help="Workspace folder (made by 'init').",
+)
+@click.pass_context
+def cli(ctx: click.Context, workspace_dir: Path) -> None:
+    """Improve a language model with human ratings collected through the MTurk API.
+
+    One round: generate -> publish -> collect -> aggregate -> tune, each a command below,
+    all reading and writing the workspace's state store. Start with 'mturk-tune demo'.
+    """
+    ctx.obj = {"workspace_dir": workspace_dir}
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    ws = open_workspace(ctx.obj["workspace_dir"])
+    ctx.call_on_close(ws.store.close)
+    return ws
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_pos=True) as bar:
+        yield bar.update
+
+
+# -- init / status -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", help="Model of round 0 (default from config: gpt2). builtin:tiny works offline.")
+@click.option("--endpoint", help="Default endpoint written to the config: sandbox, local, production or a URL.")
+@click.pass_context
+def init(ctx: click.Context, directory: Path | None, model: str | None, endpoint: str | None) -> None:
+    """Create a workspace: a documented config (mturk-tune.toml) and the state store.
+
+    \b
+    Example:
+      mturk-tune init my-run --model builtin:tiny --endpoint local
+    """
+    root = directory or ctx.obj["workspace_dir"]
+    settings = {"publish": {"endpoint": endpoint}} if endpoint else None
+    ws = init_workspace(root, model=model, settings=settings)
+    ws.store.close()
+    click.echo(f"workspace ready in {ws.root}: edit {ws.config_path.name}, then 'mturk-tune -w {ws.root} generate PROMPTS'")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Counts per round: batches, items, HITs, assignments, ratings, scores, checkpoints.
+
+    \b
+    Example:
+      mturk-tune -w my-run status --json
+    """
+    ws = _workspace(ctx)
+    rows = [vars(c) for c in ws.store.counts()]
+    if as_json:
+        click.echo(json.dumps({"workspace": str(ws.root), "rounds": rows}, indent=2))
+        return
+    headers = ["round", "batches", "items", "hits", "assignments", "ratings", "scores", "checkpoints", "model"]
+    _print_table(headers, [[r[h] for h in headers] for r in rows])
+
+
+def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+# -- generate ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("prompts", type=click.Path(path_type=Path))
+@click.option("--model", help="Hub name, local path or builtin:tiny (default: the round's model).")
+@click.option("-n", "--samples", "samples_per_prompt", type=click.IntRange(min=1), help="Samples per prompt.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="Longest completion in tokens.")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Prompts sampled together.")
+@click.pass_context
+def generate(ctx: click.Context, prompts: Path, model: str | None, **options: Any) -> None:
+    """Sample texts for each prompt (JSONL or CSV) into a new batch of the current round.
+
+    \b
+    Example:
+      mturk-tune generate prompts.jsonl --model gpt2 -n 4 --max-new-tokens 40 --seed 1
+    """
+    from .generating import generate_batch
+    from .prompts import read_prompts
+
+    ws = _workspace(ctx)
+    settings = replace(ws.config, "generate", **options).generate
+    prompt_list = read_prompts(prompts)
+    with progress_bar(len(prompt_list) * settings.samples_per_prompt, "generating") as update:
+        result = generate_batch(ws.store, prompt_list, settings, model=model, progress=update)
+    click.echo(f"batch {result.batch_id}: {result.items} texts from {result.model} (round {result.round})")
+
+
+# -- publish / collect -------------------------------------------------------------------------
+
+
+def endpoint_options(fn: Callable) -> Callable:
+    fn = click.option(
+        "--production", is_flag=True, help="Confirm that --endpoint production may spend real money."
+    )(fn)
+    fn = click.option(
+        "--endpoint",
+        help="sandbox (default), local (embedded marketplace), production, or a marketplace URL.",
+    )(fn)
+    return fn
+
+
+def _client(ws: Workspace, endpoint_name: str | None, production: bool):
+    from .requester import make_client, resolve_endpoint
+
+    endpoint = resolve_endpoint(endpoint_name or ws.config.publish.endpoint, production=production)
+    client = make_client(endpoint, region=ws.config.publish.region, marketplace_db=ws.marketplace_db)
+    return endpoint, client
+
+
+@cli.command()
+@endpoint_options
+@click.option("--batch", "batch_id", help="Batch to publish (default: the latest of the current round).")
+@click.option("--items-per-hit", type=click.IntRange(min=1), help="Texts per HIT.")
+@click.option("--assignments", type=click.IntRange(min=1), help="Workers per HIT.")
+@click.option("--reward", help="Dollars per assignment, e.g. 0.05.")
+@click.option("--lifetime", type=click.IntRange(min=60), help="Seconds the HITs stay available.")
+@click.option("--max-cost", help="Hard cap in dollars, rewards plus fees.")
+@click.option("--concurrency", type=click.IntRange(min=1, max=64), help="API calls in flight at once.")
+@click.option("--yes", is_flag=True, help="Skip the typed confirmation for production (scripts).")
+@click.pass_context
+def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id: str | None, yes: bool, **options: Any) -> None:
+    """Turn a batch into HITs (sandbox by default; production only with --production).
+
+    \b
+    Example:
+      mturk-tune publish --endpoint local --items-per-hit 5 --assignments 3 --reward 0.05
+    """
+    from .money import format_dollars
+    from .publishing import check_budget, plan_publish
+    from .publishing import publish as publish_plan
+
+    ws = _workspace(ctx)
+    settings = replace(ws.config, "publish", **options).publish
+    ep, client = _client(ws, endpoint, production)
+    plan = plan_publish(ws.store, ep, settings, batch_id)
+    if plan.hit_count == 0:
+        click.echo(f"batch {plan.batch_id} is fully published; nothing to do")
+        return
+    click.echo(
+        f"{plan.hit_count} HITs x {plan.assignments} assignments at ${format_dollars(plan.reward)} on {ep.label}: "
+        f"estimated ${format_dollars(plan.cost)} with MTurk fees (cap ${settings.max_cost})"
+    )
+    check_budget(plan, settings.max_cost)
+    if ep.is_production:
+        _confirm_production(client, plan.cost, yes)
+    with progress_bar(plan.hit_count, "publishing") as update:
+        result = publish_plan(ws.store, client, ep, settings, plan, progress=update)
+    click.echo(
+        f"published {result.created} HITs (type {result.hit_type_id}; {result.recovered} recovered from an earlier run)"
+    )
+
+
+def _confirm_production(client, cost, yes: bool) -> None:
+    from decimal import Decimal
+
+    from .errors import SafetyError
+
+    balance = Decimal(client.get_account_balance()["AvailableBalance"])
+    if balance < cost:
+        raise SafetyError(f"production balance ${balance} is below the estimated cost ${cost}: add funds or publish less")
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise SafetyError("production needs a typed confirmation: run interactively or pass --yes")
+    typed = click.prompt(f"This spends up to ${cost} of real money. Type 'production' to continue", default="")
+    if typed.strip() != "production":
+        raise SafetyError("not confirmed; nothing was published")
+
+
+@cli.command()
+@endpoint_options
+@click.option("--round", "round_", type=int, help="Only HITs of this round (default: all).")
+@click.option("--concurrency", type=click.IntRange(min=1, max=64), help="API calls in flight at once.")
+@click.pass_context
+def collect(ctx: click.Context, endpoint: str | None, production: bool, round_: int | None, concurrency: int | None) -> None:
+    """Fetch every submitted assignment, store its raw answer, parse its ratings. Safe to re-run.
+
+    \b
+    Example:
+      mturk-tune collect --endpoint local
+    """
+    from .collecting import collect as collect_all
+
+    ws = _workspace(ctx)
+    ep, client = _client(ws, endpoint, production)
+    hits = ws.store.hits(round_=round_, endpoint=ep.label)
+    with progress_bar(len(hits), "collecting") as update:
+        result = collect_all(
+            ws.store, client, ep, round_=round_, concurrency=concurrency or ws.config.publish.concurrency, progress=update
+        )
+    click.echo(
+        f"{result.hits} HITs checked: {result.new_assignments} new assignments, {result.new_ratings} ratings, "
+        f"{result.parse_errors} unparseable answers (kept raw)"
+    )
+
+
+# -- simulated crowd (local marketplace) -------------------------------------------------------
+
+
+@cli.command()
+@click.option("--workers", type=click.IntRange(min=1), help="Number of simulated workers.")
+@click.option("--seed", type=int, help="Seed of the simulated crowd.")
+@click.pass_context
+def simulate(ctx: click.Context, workers: int | None, seed: int | None) -> None:
+    """Let the simulated crowd answer the open HITs of the workspace's local marketplace.
+
+    \b
+    Example:
+      mturk-tune simulate --workers 9
+    """
+    from .crowd_runner import run_crowd
+
+    ws = _workspace(ctx)
+    crowd = replace(ws.config, "crowd", workers=workers, seed=seed).crowd
+    submitted = run_crowd(ws, crowd)
+    click.echo(f"the simulated crowd submitted {submitted} assignments on the local marketplace")
+
+
+# -- aggregate / tune --------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--method", type=click.Choice(sorted(METHODS)), help="Aggregation method (default from config: mean).")
+@click.option("--round", "round_", type=int, help="Round to aggregate (default: current).")
+@click.option("--answers", type=click.Path(path_type=Path), help="Aggregate this CSV (task,worker,label) instead of the workspace.")
+@click.option("--out", type=click.Path(path_type=Path), help="Output CSV for --answers (task,label,confidence,n,spread).")
+@click.pass_context
+def aggregate(ctx: click.Context, method: str | None, round_: int | None, answers: Path | None, out: Path | None) -> None:
+    """Per-item scores with confidence from the ratings; exports Parquet and JSONL.
+
+    \b
+    Examples:
+      mturk-tune aggregate --method mean
+      mturk-tune aggregate --answers answers.csv --out scores.csv --method dawid_skene
+    """
+    from .scoring import aggregate_file, aggregate_round
+
+    if answers is not None or out is not None:
+        if answers is None or out is None:
+            raise UserError("--answers and --out go together: mturk-tune aggregate --answers IN.csv --out OUT.csv")
+        items = aggregate_file(answers, out, method=method or "mean")
+        click.echo(f"{len(items)} items aggregated with {method or 'mean'} -> {out}")
+        return
+    ws = _workspace(ctx)
+    result = aggregate_round(ws.store, ws.exports_dir, method=method or ws.config.aggregate.method, round_=round_)
+    items = result.items
+    click.echo(
+        f"round {result.round}: {len(items)} items scored with {result.method} "
+        f"(mean score {items['label'].mean():.2f}, mean confidence {items['confidence'].mean():.2f})"
+    )
+    for path in result.exports:
+        click.echo(f"  wrote {path}")
+
+
+@cli.command()
+@click.option("--method", help="Which aggregated scores to tune on (default from config).")
+@click.option("--scheme", help="Weighting scheme (see config.example.toml [tune]).")
+@click.option("--alpha", type=float, help="Weight of the supervised reference loss.")
+@click.option("--beta", type=float, help="Weight of the rating-weighted feedback loss.")
+@click.option("--epochs", type=float, help="Passes over the data.")
+@click.option("--learning-rate", type=float, help="Peak learning rate.")
+@click.option("--reference", type=click.Path(path_type=Path), help="Supervised reference data (JSONL/CSV).")
+@click.option("--lora-r", type=int, help="LoRA rank (0 = full fine-tuning).")
+@click.option("--resume", is_flag=True, help="Resume the round's interrupted run from its last checkpoint.")
+@click.pass_context
+def tune(ctx: click.Context, method: str | None, reference: Path | None, resume: bool, **options: Any) -> None:
+    """Fine-tune the round's model on its rated texts, weighted by score; opens the next round.
+
+    \b
+    Example:
+      mturk-tune tune --scheme exponential --beta 1.0 --epochs 1
+    """
+    from .rounds import tune_round
+
+    ws = _workspace(ctx)
+    overrides = {k: v for k, v in options.items() if v is not None}
+    state = {"bar": None}
+
+    def progress(done: int, total: int) -> None:
+        if state["bar"] is None:
+            state["bar"] = click.progressbar(length=max(total, 1), label="tuning", file=sys.stderr, show_pos=True)
+            state["bar"].__enter__()
+        state["bar"].update(done - state["bar"].pos)
+
+    try:
+        result = tune_round(ws, overrides, method=method, reference=reference, resume=resume, progress=progress)
+    finally:
+        if state["bar"] is not None:
+            state["bar"].__exit__(None, None, None)
+    click.echo(f"round {result.round} tuned -> {result.checkpoint}; round {result.next_round} starts from it")
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("mturk-tune-demo"),
+              show_default=True, help="Folder for the demo workspace (re-using it starts a new round).")
+@click.option("--model", default="builtin:tiny", show_default=True, help="Model to start from.")
+@click.option("--prompts", "n_prompts", type=click.IntRange(min=1, max=200), default=12, show_default=True,
+              help="Number of built-in prompts to use.")
+@click.option("--workers", type=click.IntRange(min=1), default=9, show_default=True, help="Simulated workers.")
+@click.option("--spammers", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of simulated workers who answer at random.")
+def demo(workdir: Path, model: str, n_prompts: int, workers: int, spammers: float) -> None:
+    """One whole round offline: tiny model, embedded marketplace, simulated crowd, aggregation, tune.
+
+    \b
+    Example:
+      mturk-tune demo --workdir /tmp/mturk-demo
+    """
+    from .demo import run_demo
+
+    run_demo(workdir, model=model, n_prompts=n_prompts, workers=workers, spammers=spammers, echo=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="mturk-tune")
+
+
+if __name__ == "__main__":
+    main()
