@@ -1,0 +1,14 @@
+"""The MTurk side of mturk-tune: an embedded MTurk-compatible marketplace and a simulated crowd.
+
+- ``service.Marketplace``: the requester API's state machine plus the worker side, in SQLite.
+- ``protocol.handle``: MTurk's JSON wire protocol over a Marketplace.
+- ``local.local_client``: a real boto3 mturk client answered in-process (``--endpoint local``).
+- ``moto_backend.register``: the Marketplace as moto's ``mturk`` backend (tests; needs moto).
+- ``crowd``: simulated workers with known behaviour.
+"""
+
+from .errors import MTurkError
+from .local import local_client, open_marketplace
+from .service import Marketplace
+
+__all__ = ["Marketplace", "MTurkError", "local_client", "open_marketplace"]
