@@ -75,7 +75,8 @@ class QualityPolicy:
     reject_duplicates: bool = True
     """Reject a worker's second and later submissions for the same HIT."""
     soft_block_on_reject: bool = True
-    """Give workers with any rejected assignment the soft-block qualification."""
+    """Give workers with an assignment rejected for its quality (not merely as a duplicate) the soft-block
+    qualification."""
     soft_block_qualification_name: str = "mturk-tune-soft-block"
     """Name of the qualification used as a soft block (HITs then require it to be absent)."""
     bonus_min_gold_accuracy: float | None = 0.95
@@ -308,7 +309,8 @@ def decide(ratings: pd.DataFrame, assignments: pd.DataFrame, gold: pd.DataFrame 
                                         min_straightline_items=policy.min_straightline_items)
     workers = worker_signals(ratings, assignments, gold, gold_tolerance=policy.gold_tolerance,
                              min_straightline_items=policy.min_straightline_items).set_index("worker")
-    rows = per_assignment.join(workers, on="worker", rsuffix="_worker")
+    rows = per_assignment.merge(workers, left_on="worker", right_index=True, how="left",
+                                suffixes=("", "_worker")).reset_index(drop=True)
 
     reasons: list[list[str]] = [[] for _ in range(len(rows))]
 
@@ -316,8 +318,8 @@ def decide(ratings: pd.DataFrame, assignments: pd.DataFrame, gold: pd.DataFrame 
         for position, message in zip(np.flatnonzero(mask), messages):
             reasons[position].append(message)
 
-    if policy.reject_duplicates:
-        duplicate = (rows["duplicate_of"] != "").to_numpy()
+    duplicate = (rows["duplicate_of"] != "").to_numpy() & policy.reject_duplicates
+    if duplicate.any():
         flag(duplicate, (f"duplicate submission for HIT {hit} (already submitted as {first})"
                          for hit, first in zip(rows["hit_id"][duplicate], rows["duplicate_of"][duplicate])))
     empty = (rows["n_items"] == 0).to_numpy()
@@ -348,7 +350,9 @@ def decide(ratings: pd.DataFrame, assignments: pd.DataFrame, gold: pd.DataFrame 
                         for a, n in zip(agreement[disagree], rows["agreement_n"][disagree])))
 
     rejected = np.array([bool(r) for r in reasons], dtype=bool)
-    worker_rejected = pd.Series(rejected).groupby(rows["worker"].to_numpy()).transform("any").to_numpy()
+    # A duplicate alone says nothing about the work's quality (it can be a marketplace glitch): no block.
+    for_quality = np.array([len(r) > int(d) for r, d in zip(reasons, duplicate)], dtype=bool)
+    worker_rejected = pd.Series(for_quality).groupby(rows["worker"].to_numpy()).transform("any").to_numpy()
     block = np.where(policy.soft_block_on_reject & worker_rejected, "soft", "")
     if policy.hard_block_below_gold_accuracy is not None:
         block = np.where(judged_gold & (gold_accuracy < policy.hard_block_below_gold_accuracy), "hard", block)
