@@ -1,8 +1,9 @@
 """The embedded marketplace behaves like MTurk, through a plain boto3 client, on every transport.
 
 Each case runs against (a) moto's mock with the marketplace registered as its ``mturk``
-backend and (b) the in-process ``local`` transport. Workers act through the Marketplace's
-worker side; an injected clock jumps past expirations and auto-approval delays.
+backend, (b) the in-process ``local`` transport and (c) the HTTP server (SigV4-signed requests
+over a real socket). Workers act through the Marketplace's worker side; an injected clock
+jumps past expirations and auto-approval delays.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Env:
     clock: FakeClock
 
 
-@pytest.fixture(params=["moto", "local"])
+@pytest.fixture(params=["moto", "local", "http"])
 def env(request, tmp_path: Path):
     clock = FakeClock()
     if request.param == "moto":
@@ -60,9 +61,20 @@ def env(request, tmp_path: Path):
             market = backend_marketplace()
             market.clock = clock
             yield Env(boto3.client("mturk", region_name="us-east-1", endpoint_url=SANDBOX), market, clock)
-    else:
+    elif request.param == "local":
         market = Marketplace(tmp_path / "market.db", clock=clock)
         yield Env(local_client(tmp_path / "market.db", marketplace=market), market, clock)
+        market.close()
+    else:
+        from mturk_tune.marketplace.server import run_in_thread
+
+        url, stop = run_in_thread(tmp_path / "market.db", credentials={"AKIDBEHAVIOUR": "behaviour-secret"},
+                                  clock=clock)
+        market = Marketplace(tmp_path / "market.db", clock=clock)  # the workers' side shares the file
+        client = boto3.client("mturk", region_name="us-east-1", endpoint_url=url,
+                              aws_access_key_id="AKIDBEHAVIOUR", aws_secret_access_key="behaviour-secret")
+        yield Env(client, market, clock)
+        stop()
         market.close()
 
 

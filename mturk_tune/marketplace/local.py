@@ -18,6 +18,7 @@ import boto3
 from botocore.awsrequest import AWSResponse
 
 from . import protocol
+from .faults import FaultPlan
 from .service import Marketplace
 
 LOCAL_ENDPOINT = "https://mturk-local.invalid"
@@ -40,7 +41,7 @@ def open_marketplace(db_path: str | Path, clock: Callable[[], datetime] | None =
     return Marketplace(db_path, clock=clock)
 
 
-def attach(client: Any, market: Marketplace) -> None:
+def attach(client: Any, market: Marketplace, faults: FaultPlan | None = None) -> None:
     """Answer every request of a boto3 mturk ``client`` with ``market`` instead of the network."""
 
     def answer(request: Any, **_: Any) -> AWSResponse:
@@ -50,7 +51,7 @@ def attach(client: Any, market: Marketplace) -> None:
         body = request.body
         if hasattr(body, "read"):
             body = body.read()
-        status, headers, payload = protocol.handle(market, target, body)
+        status, headers, payload = protocol.handle(market, target, body, faults)
         return AWSResponse(request.url, status, headers, _RawBody(payload))
 
     client.meta.events.register("before-send.mturk", answer)
@@ -62,13 +63,15 @@ def local_client(
     *,
     clock: Callable[[], datetime] | None = None,
     marketplace: Marketplace | None = None,
+    faults: FaultPlan | None = None,
     **client_kwargs: Any,
 ) -> Any:
     """A boto3 ``mturk`` client whose requests are answered by the Marketplace in ``db_path``.
 
     ``client_kwargs`` go to ``boto3.client`` (e.g. ``config=``); credentials and the endpoint
     default to dummies, since nothing leaves the process. Pass ``marketplace`` to share an
-    already open Marketplace instead of opening ``db_path``.
+    already open Marketplace instead of opening ``db_path``; ``faults`` makes a share of the
+    calls throttle or fail, as MTurk sometimes does.
     """
     market = marketplace if marketplace is not None else open_marketplace(db_path, clock=clock)
     kwargs = {
@@ -79,5 +82,5 @@ def local_client(
         **client_kwargs,
     }
     client = boto3.client("mturk", **kwargs)
-    attach(client, market)
+    attach(client, market, faults)
     return client

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import REQUEST_ERROR, SERVICE_FAULT, UNSUPPORTED, MTurkError
+from .faults import FaultPlan, service_fault, throttled
 from .service import Marketplace
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117"
@@ -59,8 +60,15 @@ def operation_from_target(target: str | None) -> str:
     return operation
 
 
-def handle(market: Marketplace, target: str | None, body: bytes | str | None) -> tuple[int, dict[str, str], bytes]:
-    """Answer one requester API request."""
+def handle(
+    market: Marketplace, target: str | None, body: bytes | str | None, faults: FaultPlan | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """Answer one requester API request (``faults`` injects throttling and failures)."""
+    fate = faults.draw() if faults is not None else None
+    if fate == "throttle":
+        return error_response(throttled())
+    if fate == "fault":
+        return error_response(service_fault())
     try:
         operation = operation_from_target(target)
         try:
@@ -70,6 +78,8 @@ def handle(market: Marketplace, target: str | None, body: bytes | str | None) ->
         if not isinstance(params, dict):
             raise MTurkError("The request body must be a JSON object.", "AWS.MalformedQueryString")
         result = market.call(operation, params)
+        if fate == "drop":
+            raise service_fault("The request was processed but its response was lost.")
     except MTurkError as error:
         return error_response(error)
     except Exception as exc:  # a bug must still answer like a service, not hang the client

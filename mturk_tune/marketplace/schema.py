@@ -139,6 +139,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- Requester API keys the HTTP server accepts (SigV4), and worker invites (token hashes only).
+        CREATE TABLE requester_keys (access_key TEXT PRIMARY KEY, secret_key TEXT NOT NULL, created REAL NOT NULL);
+        CREATE TABLE invites (
+            token_sha256 TEXT PRIMARY KEY,
+            worker_id TEXT NOT NULL,
+            created REAL NOT NULL,
+            last_used REAL
+        )
+        """,
+    ),
 ]
 
 

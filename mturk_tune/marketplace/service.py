@@ -1233,6 +1233,42 @@ class Marketplace:
             rows = self._q("SELECT * FROM assignments WHERE worker_id = ? ORDER BY seq DESC", (worker_id,))
             return [self._assignment_dict(r) for r in rows]
 
+    # ================================================================== accounts (for the HTTP server)
+
+    def server_secret(self) -> bytes:
+        """A random key, made once per database, that signs worker cookies and submit links."""
+        with self._tx():
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('server_secret', ?)", (secrets.token_hex(32),))
+            return bytes.fromhex(self._one("SELECT value FROM meta WHERE key = 'server_secret'")[0])
+
+    def add_requester_key(self, access_key: str | None = None, secret_key: str | None = None) -> tuple[str, str]:
+        """Store (or make) a requester API key pair the HTTP server accepts; returns it."""
+        access_key = access_key or "AKMT" + _new_id(16)
+        secret_key = secret_key or secrets.token_urlsafe(30)
+        with self._tx() as now:
+            self._conn.execute("INSERT OR REPLACE INTO requester_keys VALUES (?, ?, ?)", (access_key, secret_key, now))
+        return access_key, secret_key
+
+    def requester_keys(self) -> dict[str, str]:
+        with self._tx():
+            return {r[0]: r[1] for r in self._q("SELECT access_key, secret_key FROM requester_keys")}
+
+    def add_invite(self, worker_id: str, token: str) -> None:
+        check_worker_id(worker_id)
+        with self._tx() as now:
+            self._conn.execute("INSERT INTO invites VALUES (?, ?, ?, NULL)",
+                               (hashlib.sha256(token.encode()).hexdigest(), worker_id, now))
+
+    def redeem_invite(self, token: str) -> str | None:
+        """The worker an invite token stands for (None if unknown); invites stay valid for reuse."""
+        with self._tx() as now:
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            row = self._one("SELECT worker_id FROM invites WHERE token_sha256 = ?", (digest,))
+            if row is None:
+                return None
+            self._conn.execute("UPDATE invites SET last_used = ? WHERE token_sha256 = ?", (now, digest))
+            return row[0]
+
 
 def _snake(operation: str) -> str:
     """MTurk operation name -> method suffix, as botocore names client methods (ListHITs -> list_hits)."""
