@@ -461,11 +461,11 @@ class DawidSkene(_ConfusionEM):
 
     n_iter: int = 100
     """Maximum number of EM iterations."""
-    tol: float = 1e-5
+    tol: float = 1e-6
     """Stop when the log-likelihood per answer improves by less than this; 0 runs all ``n_iter``."""
-    smoothing: float = 0.0
-    """Pseudo-count added to every confusion-matrix cell before normalizing; helps workers with few
-    answers. 0 reproduces classic Dawid-Skene (and crowd-kit)."""
+    smoothing: float = 0.1
+    """Pseudo-count added to every confusion-matrix cell before normalizing, so a worker with few answers
+    keeps some probability for every mistake. 0 reproduces classic Dawid-Skene (and crowd-kit)."""
 
     def _m_step(self, data, expected, probas):
         _check(self.smoothing >= 0, "smoothing", f"must be >= 0, got {self.smoothing}")
