@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -88,8 +88,21 @@ def _workspace(ctx: click.Context) -> Workspace:
 
 @contextmanager
 def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_pos=True) as bar:
-        yield bar.update
+    """A progress bar on stderr that appears with the first unit of work, so that an early error
+    (a missing model, a refused call) stays the only line printed."""
+    state: dict[str, Any] = {}
+
+    def update(n: int) -> None:
+        if "bar" not in state:
+            state["bar"] = click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_pos=True)
+            state["bar"].__enter__()
+        state["bar"].update(n)
+
+    try:
+        yield update
+    finally:
+        if "bar" in state:
+            state["bar"].__exit__(None, None, None)
 
 
 # -- init / status -----------------------------------------------------------------------------
@@ -201,6 +214,8 @@ def _client(ws: Workspace, endpoint_name: str | None, production: bool):
 @click.option("--lifetime", type=click.IntRange(min=60), help="Seconds the HITs stay available.")
 @click.option("--max-cost", help="Hard cap in dollars, rewards plus fees.")
 @click.option("--concurrency", type=click.IntRange(min=1, max=64), help="API calls in flight at once.")
+@click.option("--gold", "gold_file", help="JSONL of gold items with known ratings to mix into HITs.")
+@click.option("--gold-rate", type=click.FloatRange(0, 1, max_open=True), help="Share of each HIT given to gold items.")
 @click.option("--yes", is_flag=True, help="Skip the typed confirmation for production (scripts).")
 @click.pass_context
 def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id: str | None, yes: bool, **options: Any) -> None:
@@ -211,13 +226,14 @@ def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id
       mturk-tune publish --endpoint local --items-per-hit 5 --assignments 3 --reward 0.05
     """
     from .money import format_dollars
-    from .publishing import check_budget, plan_publish
+    from .publishing import check_budget, plan_publish, read_gold
     from .publishing import publish as publish_plan
 
     ws = _workspace(ctx)
     settings = replace(ws.config, "publish", **options).publish
+    gold = read_gold(ws.root / settings.gold_file) if settings.gold_file and settings.gold_rate > 0 else None
     ep, client = _client(ws, endpoint, production)
-    plan = plan_publish(ws.store, ep, settings, batch_id)
+    plan = plan_publish(ws.store, ep, settings, batch_id, gold=gold)
     if plan.hit_count == 0:
         click.echo(f"batch {plan.batch_id} is fully published; nothing to do")
         return
@@ -342,7 +358,7 @@ def aggregate(ctx: click.Context, method: str | None, round_: int | None, answer
 @click.option("--scheme", help="Weighting scheme (see config.example.toml [tune]).")
 @click.option("--alpha", type=float, help="Weight of the supervised reference loss.")
 @click.option("--beta", type=float, help="Weight of the rating-weighted feedback loss.")
-@click.option("--epochs", type=float, help="Passes over the data.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the data.")
 @click.option("--learning-rate", type=float, help="Peak learning rate.")
 @click.option("--reference", type=click.Path(path_type=Path), help="Supervised reference data (JSONL/CSV).")
 @click.option("--lora-r", type=int, help="LoRA rank (0 = full fine-tuning).")
@@ -359,19 +375,16 @@ def tune(ctx: click.Context, method: str | None, reference: Path | None, resume:
 
     ws = _workspace(ctx)
     overrides = {k: v for k, v in options.items() if v is not None}
-    state = {"bar": None}
+    done_so_far = {"steps": 0, "total": 0}
 
-    def progress(done: int, total: int) -> None:
-        if state["bar"] is None:
-            state["bar"] = click.progressbar(length=max(total, 1), label="tuning", file=sys.stderr, show_pos=True)
-            state["bar"].__enter__()
-        state["bar"].update(done - state["bar"].pos)
+    with ExitStack() as stack:
+        def progress(done: int, total: int) -> None:
+            if "update" not in done_so_far:
+                done_so_far["update"] = stack.enter_context(progress_bar(total, "tuning"))
+            done_so_far["update"](done - done_so_far["steps"])
+            done_so_far["steps"] = done
 
-    try:
         result = tune_round(ws, overrides, method=method, reference=reference, resume=resume, progress=progress)
-    finally:
-        if state["bar"] is not None:
-            state["bar"].__exit__(None, None, None)
     click.echo(f"round {result.round} tuned -> {result.checkpoint}; round {result.next_round} starts from it")
 
 
@@ -399,7 +412,20 @@ def demo(workdir: Path, model: str, n_prompts: int, workers: int, spammers: floa
     run_demo(workdir, model=model, n_prompts=n_prompts, workers=workers, spammers=spammers, echo=click.echo)
 
 
+def quiet_libraries() -> None:
+    """Library chatter (hub hints, shard progress, padding advice) would bury the command's own output."""
+    import logging
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("accelerate", "transformers", "torch.distributed"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main() -> None:
+    quiet_libraries()
     cli(prog_name="mturk-tune")
 
 

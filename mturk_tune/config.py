@@ -70,6 +70,7 @@ class PublishSection:
     template: str = opt("likert.html", "HIT page template: a name in hit_templates/ or a path to your own Jinja2 file.")
     max_cost: str = opt("25.00", "Hard cap in dollars (rewards plus MTurk fees) for one publish; larger batches are refused.")
     gold_rate: float = opt(0.0, "Share of each HIT given to gold/control items with known ratings (0 turns them off).")
+    gold_file: str = opt("", "JSONL of gold items ({\"id\", \"text\", \"label\"} per line) mixed in at gold_rate.")
     concurrency: int = opt(4, "API calls in flight at once during publish and collect.")
 
 
@@ -194,6 +195,11 @@ def validate(config: Config, source: str = "config") -> None:
     parse_dollars(p.max_cost, f"{source}: [publish] max_cost")
     if not 0.0 <= p.gold_rate < 1.0:
         raise ConfigError(f"{source}: [publish] gold_rate must be in [0, 1), got {p.gold_rate}")
+    for name, cls in _engine_sections().items():
+        try:
+            cls.from_dict(dict(getattr(config, name)))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: [{name}] {exc}") from None
     g = config.generate
     for key in ("samples_per_prompt", "max_new_tokens", "batch_size"):
         if getattr(g, key) < 1:
@@ -247,6 +253,38 @@ def _engine_sections() -> dict[str, type]:
     return {"tune": TuneConfig, "quality": QualityPolicy}
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's documentation, read from the class source where it is declared.
+
+    Engines document a field with a trailing comment or an attribute docstring; reading those
+    keeps the config file's comments and the code in one place.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    docs = {f.name: f.metadata["doc"] for f in fields(cls) if "doc" in f.metadata}
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # pragma: no cover - source not available (zipped install)
+        return docs
+    lines = source.splitlines()
+    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+    for node, following in zip(body, body[1:] + [None]):
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        name = node.target.id
+        if name in docs:
+            continue
+        line = lines[node.end_lineno - 1]
+        if "  # " in line:
+            docs[name] = line.split("  # ", 1)[1].strip()
+        elif (isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+              and isinstance(following.value.value, str)):
+            docs[name] = " ".join(following.value.value.split())
+    return docs
+
+
 def example_config_text() -> str:
     """The documented default config; `init` writes it and config.example.toml is exactly this."""
     lines = [
@@ -259,8 +297,9 @@ def example_config_text() -> str:
         cls = engine.get(name) or f.default_factory().__class__  # type: ignore[misc]
         lines += ["", f"[{name}]"]
         defaults = cls()
+        docs = field_docs(cls)
         for sub in fields(cls):
-            doc = sub.metadata.get("doc") or f"See {cls.__module__}.{cls.__name__}.{sub.name}."
+            doc = docs.get(sub.name) or sub.name.replace("_", " ").capitalize() + "."
             lines.append(f"# {doc}")
             value = getattr(defaults, sub.name)
             if value is None:

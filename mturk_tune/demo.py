@@ -98,9 +98,13 @@ def run_demo(
          f"mean {scores.items['label'].mean():.2f}, best {best['label'].iloc[0]:.2f}, worst {best['label'].iloc[-1]:.2f}")
 
     tuned = tune_round(ws)
-    losses = tuned.record.get("train_loss") or tuned.record.get("losses")
-    echo(f"[7/7] tuned round {tuned.round} -> {tuned.checkpoint}"
-         + (f" (final loss {losses[-1]:.3f})" if isinstance(losses, list) and losses else ""))
+    training = tuned.record.get("training", {})
+    echo(f"[7/7] tuned round {tuned.round}: {training.get('steps')} steps, {training.get('tokens_per_s')} tokens/s, "
+         f"final weighted loss {training.get('final_loss')}")
+    for sample in tuned.record.get("samples", [])[:1]:
+        echo(f"        {sample['prompt']!r}")
+        echo(f"          before: {sample['before'].strip()[:100]!r}")
+        echo(f"          after:  {sample['after'].strip()[:100]!r}")
 
     elapsed = time.monotonic() - started
     echo("")

@@ -9,10 +9,13 @@ anything, so no HIT is created twice even after MTurk's 24-hour token window.
 from __future__ import annotations
 
 import hashlib
+import json
+import random
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Callable, Sequence
 
 from botocore.exceptions import ClientError
@@ -29,9 +32,20 @@ _HIT_ID_IN_MESSAGE = re.compile(r"\b([A-Z0-9]{20,40})\b")
 
 
 @dataclass(frozen=True)
+class GoldItem:
+    """A control item with a known rating, mixed into HITs to measure each worker's accuracy."""
+
+    id: str
+    text: str
+    label: float
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
 class PublishPlan:
     batch_id: str
-    new_hits: list[list[str]]  # item ids of each HIT still to create
+    new_hits: list[list[str]]  # item ids of each HIT still to create (gold placements included)
+    gold_rows: list[dict]  # gold placements to add to the batch before the HITs are claimed
     pending_tokens: list[str]  # HITs claimed by an earlier run that did not finish
     reward: Decimal
     assignments: int
@@ -71,18 +85,71 @@ def hit_type_params(settings: PublishSection) -> dict:
     }
 
 
-def plan_publish(store: Store, endpoint: Endpoint, settings: PublishSection, batch_id: str | None = None) -> PublishPlan:
+def read_gold(path: Path) -> list[GoldItem]:
+    """Gold items from JSONL: {"id": ..., "text": ..., "label": 1-5, "prompt": optional}."""
+    from .errors import InputFileError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: gold file not found; pass JSONL lines like {{\"id\": \"g1\", \"text\": \"...\", \"label\": 5}}")
+    gold = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            gold.append(GoldItem(id=str(record["id"]), text=str(record["text"]), label=float(record["label"]),
+                                 prompt=str(record.get("prompt", ""))))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise InputFileError(f"{path}:{number}: expected {{\"id\", \"text\", \"label\"}} as JSON") from None
+    if not gold:
+        raise InputFileError(f"{path}: no gold items")
+    return gold
+
+
+def _place_gold(batch_id: str, chunks: list[list[str]], gold: Sequence[GoldItem], per_hit: int) -> tuple[list[list[str]], list[dict]]:
+    """Add `per_hit` gold placements to each HIT at deterministic positions.
+
+    Each placement is its own item row (one item, one HIT), with an id derived from the HIT's
+    first item, so planning again after a crash gives the same placements.
+    """
+    rows, out = [], []
+    for chunk in chunks:
+        seed = int(hashlib.sha256(chunk[0].encode()).hexdigest()[:8], 16)
+        rng = random.Random(seed)
+        picks = rng.sample(list(gold), k=min(per_hit, len(gold)))
+        ids = list(chunk)
+        for g in picks:
+            placement = "g" + hashlib.sha256(f"{batch_id}\x1f{chunk[0]}\x1f{g.id}".encode()).hexdigest()[:15]
+            rows.append({"id": placement, "kind": "gold", "prompt_id": g.id, "prompt": g.prompt, "text": g.text,
+                         "model": "gold", "gold_label": g.label})
+            ids.insert(rng.randint(0, len(ids)), placement)
+        out.append(ids)
+    return out, rows
+
+
+def plan_publish(
+    store: Store, endpoint: Endpoint, settings: PublishSection, batch_id: str | None = None,
+    gold: Sequence[GoldItem] | None = None,
+) -> PublishPlan:
     batch_id = batch_id or store.latest_batch()
     if batch_id is None:
         raise WorkspaceError("nothing to publish: run 'mturk-tune generate' first")
     store.batch_round(batch_id)  # raises a clear error for an unknown batch
     pending = [row["request_token"] for row in store.pending_hit_intents(endpoint.label) if row["batch_id"] == batch_id]
-    items = [row["id"] for row in store.unpublished_items(batch_id)]
-    size = settings.items_per_hit
+    items = [row["id"] for row in store.unpublished_items(batch_id) if row["kind"] != "gold"]
+    gold_per_hit = round(settings.items_per_hit * settings.gold_rate) if gold else 0
+    if gold and settings.gold_rate > 0:
+        gold_per_hit = max(1, min(gold_per_hit, settings.items_per_hit - 1))
+    size = settings.items_per_hit - gold_per_hit
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    gold_rows: list[dict] = []
+    if gold_per_hit and chunks:
+        chunks, gold_rows = _place_gold(batch_id, chunks, gold, gold_per_hit)
     return PublishPlan(
         batch_id=batch_id,
         new_hits=chunks,
+        gold_rows=gold_rows,
         pending_tokens=pending,
         reward=parse_dollars(settings.reward, "reward"),
         assignments=settings.assignments,
@@ -112,6 +179,8 @@ def publish(
     hit_type_id = client.create_hit_type(**params)["HITTypeId"]
     store.record_hit_type(hit_type_id, endpoint.label, params)
     batch_round = store.batch_round(plan.batch_id)
+    if plan.gold_rows:
+        store.add_items(plan.batch_id, plan.gold_rows)
 
     recovered = _recover_pending(store, client, plan.pending_tokens)
     todo = [t for t in plan.pending_tokens if t not in recovered]

@@ -283,8 +283,9 @@ class Store:
             raise WorkspaceError(f"no batch {batch_id!r}")
         created = now_iso()
         with self.transaction() as conn:
+            # OR IGNORE: gold placements are planned deterministically and may be added again after a crash.
             conn.executemany(
-                "INSERT INTO items (id, batch_id, round, kind, prompt_id, prompt, text, model, sample_index, gold_label, created_at)"
+                "INSERT OR IGNORE INTO items (id, batch_id, round, kind, prompt_id, prompt, text, model, sample_index, gold_label, created_at)"
                 " VALUES (:id, :batch_id, :round, :kind, :prompt_id, :prompt, :text, :model, :sample_index, :gold_label, :created_at)",
                 [
                     {"kind": "generated", "gold_label": None, "sample_index": 0, **item,
@@ -529,6 +530,13 @@ class Store:
     def action_state(self, request_token: str) -> str | None:
         row = self.conn.execute("SELECT state FROM actions WHERE request_token = ?", (request_token,)).fetchone()
         return row[0] if row else None
+
+    def action_result(self, request_token: str) -> Any:
+        """The recorded outcome of a finished action, or None."""
+        row = self.conn.execute(
+            "SELECT result FROM actions WHERE request_token = ? AND state = 'done'", (request_token,)
+        ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def record_action_intent(self, request_token: str, kind: str, target: str, params: dict) -> None:
         with self.transaction() as conn:

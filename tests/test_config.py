@@ -26,7 +26,15 @@ def test_example_config_documents_every_key_and_matches_the_code():
 def test_example_config_loads(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text(example_config_text(), encoding="utf-8")
-    assert load_config(path) == load_config(None)
+    from mturk_tune.quality import QualityPolicy
+    from mturk_tune.tuning import TuneConfig
+
+    loaded = load_config(path)
+    defaults = load_config(None)
+    assert (loaded.model, loaded.generate, loaded.publish, loaded.crowd) == (
+        defaults.model, defaults.generate, defaults.publish, defaults.crowd)
+    assert TuneConfig.from_dict(dict(loaded.tune)) == TuneConfig()
+    assert QualityPolicy.from_dict(dict(loaded.quality)) == QualityPolicy()
 
 
 @pytest.mark.parametrize(
@@ -39,6 +47,8 @@ def test_example_config_loads(tmp_path):
         ({"publish": {"colour": 1}}, r"unknown key 'colour' in \[publish\]"),
         ({"bogus": {}}, r"unknown section \[bogus\]"),
         ({"generate": {"samples_per_prompt": 0}}, r"samples_per_prompt must be at least 1"),
+        ({"tune": {"epochs": "two"}}, r"test.toml: \[tune\] .*epochs"),
+        ({"quality": {"nonsense": 1}}, r"test.toml: \[quality\] .*nonsense"),
     ],
 )
 def test_bad_config_names_key_and_fix(data, message):
