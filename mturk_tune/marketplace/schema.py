@@ -152,6 +152,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         )
         """,
     ),
+    (
+        3,
+        """
+        -- The lazy transitions run at every call: find due assignments without scanning all of them.
+        CREATE INDEX assignments_due_deadline ON assignments(status, deadline);
+        CREATE INDEX assignments_due_approval ON assignments(status, auto_approval_time)
+        """,
+    ),
 ]
 
 

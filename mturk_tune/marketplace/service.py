@@ -62,7 +62,6 @@ MAX_ASSIGNMENTS_LIMIT = 1_000_000
 TITLE_MAX, DESCRIPTION_MAX, KEYWORDS_MAX, FEEDBACK_MAX = 128, 2000, 1000, 1024
 NOTIFICATION_VERSION = "2006-05-05"
 WORKER_ID_PATTERN = re.compile(r"^A[A-Z0-9]{1,63}$")
-_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 _LIVE_SQL = "('Accepted', 'Submitted', 'Approved', 'Rejected')"  # statuses that occupy a slot
 REVIEWABLE_ASSIGNMENT_STATUSES = ("Submitted", "Approved", "Rejected")  # what requesters can see
@@ -90,7 +89,8 @@ _HIT_QUERY = f"""
 
 
 def _new_id(length: int = 30) -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    """A random id in MTurk's shape (upper-case letters and digits, 30 long): 150 random bits."""
+    return base64.b32encode(secrets.token_bytes(20)).decode()[:length]
 
 
 def _epoch(value: datetime) -> float:
