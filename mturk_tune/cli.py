@@ -388,6 +388,157 @@ def tune(ctx: click.Context, method: str | None, reference: Path | None, resume:
     click.echo(f"round {result.round} tuned -> {result.checkpoint}; round {result.next_round} starts from it")
 
 
+# -- quality: review / extend / workers / agreement -------------------------------------------
+
+
+def _policy(ws: Workspace):
+    from .quality import QualityPolicy
+
+    return QualityPolicy.from_dict(dict(ws.config.quality))
+
+
+@cli.command()
+@endpoint_options
+@click.option("--round", "round_", type=int, help="Round to review (default: all submitted assignments).")
+@click.option("--dry-run", is_flag=True, help="Only show the decisions; call nothing.")
+@click.option("--yes", is_flag=True, help="Skip the typed confirmation for production (scripts).")
+@click.pass_context
+def review(ctx: click.Context, endpoint: str | None, production: bool, round_: int | None, dry_run: bool, yes: bool) -> None:
+    """Approve, reject, bonus and block by the [quality] policy; each action happens once.
+
+    Shows every decision with its reason first. Without --dry-run the decisions are applied through
+    the requester API; applying twice changes nothing.
+
+    \b
+    Example:
+      mturk-tune review --dry-run
+      mturk-tune review --endpoint local
+    """
+    from .money import format_dollars
+    from .reviewing import apply_review, plan_review, review_cost
+
+    ws = _workspace(ctx)
+    policy = _policy(ws)
+    decisions = plan_review(ws.store, policy, round_)
+    if decisions.empty:
+        click.echo("no submitted assignments waiting for review")
+        return
+    shown = decisions.assign(reason=decisions["reason"].str.slice(0, 70))
+    _print_table(["assignment_id", "worker", "action", "bonus", "block", "reason"],
+                 shown[["assignment_id", "worker", "action", "bonus", "block", "reason"]].values.tolist())
+    counts = decisions["action"].value_counts().to_dict()
+    cost = review_cost(decisions)
+    click.echo(f"{counts.get('approve', 0)} approve, {counts.get('reject', 0)} reject; bonuses ${format_dollars(cost)} with fees")
+    if dry_run:
+        click.echo("dry run: nothing was sent")
+        return
+    ep, client = _client(ws, endpoint, production)
+    if ep.is_production and cost > 0:
+        _confirm_production(client, cost, yes)
+    with progress_bar(len(decisions), "reviewing") as update:
+        result = apply_review(ws.store, client, decisions, soft_block_name=policy.soft_block_qualification_name,
+                              progress=update)
+    click.echo(f"applied {result.applied} actions, {result.skipped} already done, {result.failed} failed")
+    if result.failed:
+        raise RemoteError(f"{result.failed} actions failed; re-run 'mturk-tune review' to retry them")
+
+
+@cli.command()
+@endpoint_options
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Items with confidence below this get another assignment.")
+@click.option("--max-assignments", "max_extra", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Most extra assignments to buy.")
+@click.option("--method", help="Which aggregated scores to read confidence from (default from config).")
+@click.option("--max-cost", help="Hard cap in dollars (default from config).")
+@click.option("--yes", is_flag=True, help="Skip the typed confirmation for production (scripts).")
+@click.pass_context
+def extend(ctx: click.Context, endpoint: str | None, production: bool, threshold: float, max_extra: int,
+           method: str | None, max_cost: str | None, yes: bool) -> None:
+    """Add assignments to HITs whose items are still uncertain (dynamic overlap), within a budget.
+
+    \b
+    Example:
+      mturk-tune extend --threshold 0.6 --max-assignments 10 --endpoint local
+    """
+    from .errors import SafetyError
+    from .money import format_dollars, parse_dollars
+    from .reviewing import apply_extension, plan_extension
+
+    ws = _workspace(ctx)
+    plan = plan_extension(ws.store, method or ws.config.aggregate.method, threshold, max_extra)
+    if not plan.hits:
+        click.echo(f"no item below confidence {threshold}: nothing to extend")
+        return
+    cap = parse_dollars(max_cost or ws.config.publish.max_cost, "max cost")
+    click.echo(f"{len(plan.hits)} HITs get one more assignment ({len(plan.items)} uncertain items): "
+               f"${format_dollars(plan.cost)} with fees (cap ${format_dollars(cap)})")
+    if plan.cost > cap:
+        raise SafetyError(f"extending would cost ${format_dollars(plan.cost)}, over the cap ${format_dollars(cap)}")
+    ep, client = _client(ws, endpoint, production)
+    if ep.is_production:
+        _confirm_production(client, plan.cost, yes)
+    done = apply_extension(ws.store, client, plan)
+    click.echo(f"extended {done} HITs; run 'mturk-tune collect' once workers have answered")
+
+
+@cli.command()
+@click.option("--round", "round_", type=int, help="Only this round.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records.")
+@click.pass_context
+def workers(ctx: click.Context, round_: int | None, as_json: bool) -> None:
+    """Quality table per worker: gold accuracy, time per item, straight-lining, agreement.
+
+    \b
+    Example:
+      mturk-tune workers --round 0
+    """
+    from .quality import worker_signals
+    from .reviewing import review_inputs
+
+    ws = _workspace(ctx)
+    ratings, assignments, gold = review_inputs(ws.store, round_)
+    if ratings.empty:
+        raise UserError("no ratings yet: run 'mturk-tune collect' first")
+    table = worker_signals(ratings, assignments, gold if len(gold) else None)
+    if as_json:
+        click.echo(table.to_json(orient="records", indent=2))
+        return
+    columns = [c for c in ["worker", "n_assignments", "n_ratings", "gold_n", "gold_accuracy",
+                           "median_seconds_per_item", "straightline_share", "agreement"] if c in table.columns]
+    _print_table(columns, table[columns].round(3).astype(object).where(table[columns].notna(), "-").values.tolist())
+
+
+@cli.command()
+@click.option("--level", type=click.Choice(["nominal", "ordinal", "interval"]), default="ordinal", show_default=True,
+              help="Distance between ratings used by Krippendorff's alpha.")
+@click.pass_context
+def agreement(ctx: click.Context, level: str) -> None:
+    """Inter-annotator agreement: Krippendorff's alpha overall and per batch, and Fleiss' kappa.
+
+    \b
+    Example:
+      mturk-tune agreement --level ordinal
+    """
+    from .agreement import fleiss_kappa, krippendorff_alpha
+
+    ws = _workspace(ctx)
+    ratings = ws.store.ratings_frame()
+    if ratings.empty:
+        raise UserError("no ratings yet: run 'mturk-tune collect' first")
+    items = ws.store.items_frame()[["id", "batch_id"]].rename(columns={"id": "task"})
+    ratings = ratings.merge(items, on="task")
+    rows = []
+    for batch_id, group in [("all", ratings), *ratings.groupby("batch_id")]:
+        answers = group[["task", "worker", "label"]]
+        try:
+            kappa = f"{fleiss_kappa(answers):.3f}"
+        except MturkTuneError:
+            kappa = "-"  # needs the same number of raters per item
+        rows.append([batch_id, len(answers), answers["worker"].nunique(), f"{krippendorff_alpha(answers, level=level):.3f}", kappa])
+    _print_table(["batch", "ratings", "workers", f"alpha_{level}", "fleiss_kappa"], rows)
+
+
 # -- demo --------------------------------------------------------------------------------------
 
 

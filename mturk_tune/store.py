@@ -365,6 +365,10 @@ class Store:
                 (hit_id, now_iso(), request_token),
             )
 
+    def set_hit_max_assignments(self, hit_id: str, max_assignments: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE hits SET max_assignments = ? WHERE hit_id = ?", (max_assignments, hit_id))
+
     def pending_hit_intents(self, endpoint: str | None = None) -> list[sqlite3.Row]:
         where = " AND endpoint = ?" if endpoint else ""
         return list(

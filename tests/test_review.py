@@ -1,0 +1,98 @@
+"""Quality control through the CLI on the local marketplace: gold items, review, extend, tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mturk_tune.cli import cli
+from mturk_tune.marketplace.crowd import default_preference
+
+
+def run(ws, *args):
+    return CliRunner().invoke(cli, ["-w", str(ws), *args], catch_exceptions=False)
+
+
+GOLD_TEXTS = [
+    "The room was clean and lovely and the staff was friendly and helpful.",
+    "The food was delicious and fresh and the waiter was kind and polite.",
+    "The coffee was bitter and stale and the barista was rude.",
+    "The train was late and dirty and the seats were cold and noisy.",
+    "The park was green and peaceful and beautiful.",
+    "The book was boring and slow and dull.",
+]
+
+
+@pytest.fixture
+def reviewed_round(workspace, tmp_path):
+    ws = workspace.root
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Write a short review of a {t}."}) + "\n"
+                               for t in ["hotel", "movie", "park", "phone", "book", "train"]))
+    gold = ws / "gold.jsonl"
+    # Gold labels are what an attentive rater with the crowd's hidden preference answers.
+    gold.write_text("".join(json.dumps({"id": f"g{i}", "text": t, "label": round(1 + 4 * default_preference(t))}) + "\n"
+                            for i, t in enumerate(GOLD_TEXTS)))
+    config = ws / "mturk-tune.toml"
+    config.write_text(config.read_text().replace("gold_tolerance = 0.0", "gold_tolerance = 1.0")
+                      .replace("min_gold_answers = 3", "min_gold_answers = 2")
+                      .replace('[crowd]\n', '[crowd]\n').replace("mix = { careful = 1.0 }", "mix = { careful = 0.6, spammer = 0.4 }"))
+    assert run(ws, "generate", str(prompts), "-n", "2", "--max-new-tokens", "10").exit_code == 0
+    out = run(ws, "publish", "--items-per-hit", "4", "--assignments", "5", "--gold", "gold.jsonl", "--gold-rate", "0.5")
+    assert out.exit_code == 0, out.output
+    assert run(ws, "simulate", "--workers", "10", "--seed", "3").exit_code == 0
+    assert run(ws, "collect").exit_code == 0
+    return workspace
+
+
+def test_gold_items_are_mixed_into_every_hit(reviewed_round):
+    store = reviewed_round.store
+    for hit in store.hits():
+        kinds = store.items_frame().set_index("id").loc[store.items_of_hit(hit["hit_id"]), "kind"]
+        assert (kinds == "gold").sum() == 2 and (kinds == "generated").sum() == 2
+
+
+def test_review_dry_run_then_apply_once(reviewed_round):
+    ws = reviewed_round.root
+    dry = run(ws, "review", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: nothing was sent" in dry.output
+    assert reviewed_round.store.actions_frame().empty
+
+    applied = run(ws, "review")
+    assert applied.exit_code == 0, applied.output
+    actions = reviewed_round.store.actions_frame()
+    assert (actions["state"] == "done").all()
+    rejected = actions[actions["kind"] == "reject"]
+    assert len(rejected) > 0, "the planted spammers were not rejected"
+    # Every rejected assignment belongs to a spammer of the simulated crowd.
+    assignments = reviewed_round.store.assignments_frame().set_index("assignment_id")
+    from mturk_tune.marketplace.crowd import make_crowd
+
+    kinds = {w.worker_id: w.kind for w in make_crowd(10, {"careful": 0.6, "spammer": 0.4}, seed=3)}
+    assert {kinds[assignments.loc[a, "worker"]] for a in rejected["target"]} == {"spammer"}
+
+    again = run(ws, "review")
+    assert "no submitted assignments waiting for review" in again.output
+    assert len(reviewed_round.store.actions_frame()) == len(actions)
+
+
+def test_workers_and_agreement_tables(reviewed_round):
+    ws = reviewed_round.root
+    table = json.loads(run(ws, "workers", "--json").output)
+    assert {row["worker"] for row in table} and all("gold_accuracy" in row for row in table)
+    out = run(ws, "agreement")
+    assert out.exit_code == 0, out.output
+    assert "alpha_ordinal" in out.output and "all" in out.output
+
+
+def test_extend_adds_assignments_once(reviewed_round):
+    ws = reviewed_round.root
+    assert run(ws, "aggregate").exit_code == 0
+    out = run(ws, "extend", "--threshold", "1.0", "--max-assignments", "2")
+    assert out.exit_code == 0, out.output
+    assert "extended 2 HITs" in out.output
+    sizes = sorted(h["max_assignments"] for h in reviewed_round.store.hits())
+    assert sizes.count(6) == 2
