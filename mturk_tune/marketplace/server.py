@@ -200,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._frame()
             if route == "/healthz":
                 return self._send(200, b"ok", "text/plain")
+            if route == "/favicon.ico":
+                return self._send(204, b"", "image/x-icon")
             self._message(404, "Not found", "There is no page at this address.")
         except MTurkError as err:
             self._worker_error(err)
