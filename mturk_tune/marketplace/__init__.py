@@ -4,6 +4,7 @@
 - ``protocol.handle``: MTurk's JSON wire protocol over a Marketplace.
 - ``local.local_client``: a real boto3 mturk client answered in-process (``--endpoint local``).
 - ``moto_backend.register``: the Marketplace as moto's ``mturk`` backend (tests; needs moto).
+- ``server``: the requester API and invited workers' pages over HTTP (``python -m mturk_tune.marketplace.server``).
 - ``crowd``: simulated workers with known behaviour.
 """
 
