@@ -31,6 +31,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -175,13 +176,27 @@ def synthetic_labels(n_tasks: int, n_workers: int, n_classes: int = 5, per_task:
     return pd.DataFrame({"task": task, "worker": worker, "label": label}), truth
 
 
-def memory_probe(n_tasks: int, n_workers: int, iterations: int) -> None:
-    """Run in a child process: resident-set growth of one Dawid-Skene fit (JSON on stdout)."""
-    answers, _ = synthetic_labels(n_tasks, n_workers)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def memory_probe(path: str, iterations: int) -> None:
+    """Run in a child process: resident-set growth of one Dawid-Skene fit (JSON on stdout). The labels
+    come from a file, so the peak before the fit is just the loaded table, not the generator's scratch."""
+    with np.load(path) as saved:
+        answers = pd.DataFrame({column: saved[column] for column in ("task", "worker", "label")})
+    before = peak_rss_kib()
     DawidSkene(n_iter=iterations, tol=0, smoothing=0).fit(answers)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rss_growth_mb": (after - before) / 1024}))
+    print(json.dumps({"rss_growth_mb": (peak_rss_kib() - before) / 1024}))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set. Linux's VmHWM, because ru_maxrss carries the parent's peak
+    across fork and exec (so a child of a big benchmark would start at the parent's figure)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_scale(n_tasks: int, n_workers: int, iterations: int, crowdkit) -> dict[str, float]:
@@ -198,8 +213,11 @@ def run_scale(n_tasks: int, n_workers: int, iterations: int, crowdkit) -> dict[s
     DawidSkene(n_iter=iterations, tol=0, smoothing=0).fit(answers)
     peak_mb = tracemalloc.get_traced_memory()[1] / 2 ** 20
     tracemalloc.stop()
-    probe = subprocess.run([sys.executable, __file__, "--memory-probe", str(n_tasks), str(n_workers), str(iterations)],
-                           capture_output=True, text=True, check=True)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "labels.npz")
+        np.savez(path, **{column: answers[column].to_numpy() for column in ("task", "worker", "label")})
+        probe = subprocess.run([sys.executable, __file__, "--memory-probe", path, str(iterations)],
+                               capture_output=True, text=True, check=True)
     rss_mb = json.loads(probe.stdout.strip().splitlines()[-1])["rss_growth_mb"]
     ours_accuracy = float((model.labels_.sort_index().to_numpy() == truth).mean())
     print(f"  ours       {ours_seconds:7.3f} s (median of 3)  accuracy vs truth {100 * ours_accuracy:.2f}%  "
@@ -233,10 +251,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with one folder per dataset")
     parser.add_argument("--quick", action="store_true", help="100k synthetic labels; skip crowd-kit's GLAD and MACE")
     parser.add_argument("--ds-iters", type=int, default=20, help="EM iterations for the scale comparison")
-    parser.add_argument("--memory-probe", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
-        memory_probe(*args.memory_probe)
+        memory_probe(args.memory_probe[0], int(args.memory_probe[1]))
         return
 
     crowdkit = load_crowdkit()

@@ -68,6 +68,9 @@ def test_one_answer_is_never_certain():
     for method in ["majority_vote", "mean", "median", "weighted_mean"]:
         items = aggregate(answers, method).items.set_index("task")
         assert items.loc["b", "confidence"] < 0.9, method
+    # Even when no answer disagrees anywhere, a lone numeric answer is not certain.
+    for method in ["mean", "median", "weighted_mean"]:
+        assert aggregate(frame(["a"], ["w1"], [4]), method).items["confidence"].iloc[0] < 0.9, method
 
 
 def test_confidence_grows_with_agreeing_answers():
