@@ -70,14 +70,21 @@ def run_batched(model, tokenizer, prompts, args) -> tuple[int, list[str]]:
     return sum(s.n_tokens for s in samples), [s.text for s in samples]
 
 
-def timed(function, repeats: int) -> tuple[float, int, list[str]]:
-    """Median tokens/s over `repeats` runs, with the token count and texts of the last run."""
-    rates = []
+def timed_interleaved(paths: dict, repeats: int) -> dict:
+    """Median tokens/s of each path over `repeats` rounds, with the token count and texts of its last run.
+
+    Each round runs every path once, so a burst of load from other processes hits all paths alike
+    instead of skewing the ratio.
+    """
+    rates = {name: [] for name in paths}
+    last = {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        tokens, texts = function()
-        rates.append(tokens / (time.perf_counter() - started))
-    return statistics.median(rates), tokens, texts
+        for name, function in paths.items():
+            started = time.perf_counter()
+            tokens, texts = function()
+            rates[name].append(tokens / (time.perf_counter() - started))
+            last[name] = (tokens, texts)
+    return {name: (statistics.median(rates[name]), *last[name]) for name in paths}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads: the cores free for this run")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or mps")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per path; the median is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (each runs every path); medians reported")
     parser.add_argument("--skip-hf-batched", action="store_true", help="leave out the plain batched generate row")
     args = parser.parse_args(argv)
 
@@ -106,12 +113,11 @@ def main(argv: list[str] | None = None) -> dict:
     run_batched(model, tokenizer, prompts[:2], args)
     torch.manual_seed(args.seed)
 
-    rows = [("naive (per-prompt generate)", *timed(lambda: run_naive(model, tokenizer, prompts, settings),
-                                                   args.repeats))]
+    paths = {"naive (per-prompt generate)": lambda: run_naive(model, tokenizer, prompts, settings)}
     if not args.skip_hf_batched:
-        rows.append(("HF generate, batched", *timed(
-            lambda: run_hf_batched(model, tokenizer, prompts, settings, args.batch_size), args.repeats)))
-    rows.append(("mturk_tune batched", *timed(lambda: run_batched(model, tokenizer, prompts, args), args.repeats)))
+        paths["HF generate, batched"] = lambda: run_hf_batched(model, tokenizer, prompts, settings, args.batch_size)
+    paths["mturk_tune batched"] = lambda: run_batched(model, tokenizer, prompts, args)
+    rows = [(name, *result) for name, result in timed_interleaved(paths, args.repeats).items()]
 
     naive_rate, batched_rate = rows[0][1], rows[-1][1]
     print(f"model {args.model} | {len(prompts)} prompts | batch {args.batch_size} | max_new_tokens "

@@ -128,12 +128,13 @@ def decode_batch(
     logits = out.logits[:, -1, :]
     next_position = positions[:, -1:] + 1
     generated = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    rows = torch.arange(batch, device=device)  # which original row each computed row is
+    rows = torch.arange(batch, device=device)  # the original row of each row still computed
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
         token = sample_next_token(logits, temperature, top_p, generator)
-        generated[rows[~done], step] = token[~done]
-        done |= torch.isin(token, eos)
+        # Tokens after a row's EOS are written too (until the row is dropped) and cut off below.
+        generated[rows, step] = token
+        done |= token == eos_ids[0] if len(eos_ids) == 1 else torch.isin(token, eos)
         n_done = int(done.sum())
         if step == max_new_tokens - 1 or n_done == len(rows):
             break
@@ -152,7 +153,7 @@ def decode_batch(
     eos_set = set(eos_ids)
     completions = []
     for row in generated.tolist():
-        end = next((i for i, token in enumerate(row) if token in eos_set or token == pad_id), len(row))
+        end = next((i for i, token in enumerate(row) if token in eos_set), len(row))
         completions.append(row[:end])
     return completions
 
@@ -163,20 +164,37 @@ def sample_next_token(
     """One token per row from last-position logits: greedy at temperature 0, else nucleus (top-p) sampling.
 
     The nucleus (the smallest set of most likely tokens whose mass reaches top_p) is looked for among each
-    row's 16 most likely tokens first; only rows whose nucleus is larger get a full sort. Both find the same
-    set as a full sort, but sorting the whole vocabulary of every row would cost more than the model's step.
+    row's 16 most likely tokens, then 256 for rows whose nucleus is larger, and only then in the whole sorted
+    vocabulary. Each finds the same set as a full sort, but sorting the whole vocabulary of every row costs
+    more than a step of a small model.
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = (logits.float() / temperature).softmax(dim=-1)
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
     if top_p >= 1.0:
-        return _draw(probs, generator)
-    top_probs, top_ids = probs.topk(min(16, probs.shape[-1]), dim=-1)
-    tokens = _draw_from_nucleus(top_probs, top_ids, top_p, generator)
-    wide = (top_probs.sum(dim=-1) < top_p).nonzero().squeeze(1)
-    if len(wide):
-        sorted_probs, sorted_ids = probs[wide].sort(dim=-1, descending=True)
-        tokens[wide] = _draw_from_nucleus(sorted_probs, sorted_ids, top_p, generator)
+        return _draw(logits.softmax(dim=-1), generator)
+    vocab = logits.shape[-1]
+    log_total = logits.logsumexp(dim=-1, keepdim=True)
+    tokens = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    pending = None  # rows whose nucleus is not found yet; None means all rows
+    for k in (16, 256, vocab):
+        k = min(k, vocab)
+        row_logits, row_total = (logits, log_total) if pending is None else (logits[pending], log_total[pending])
+        top_logits, top_ids = row_logits.topk(k, dim=-1)
+        top_probs = (top_logits - row_total).exp()
+        drawn = _draw_from_nucleus(top_probs, top_ids, top_p, generator)
+        if pending is None:
+            tokens = drawn
+        else:
+            tokens[pending] = drawn
+        if k == vocab:
+            break
+        short = top_probs.sum(dim=-1) < top_p
+        if not bool(short.any()):
+            break
+        pending = short.nonzero().squeeze(1) if pending is None else pending[short]
     return tokens
 
 

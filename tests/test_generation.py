@@ -113,6 +113,18 @@ def test_top_p_samples_only_from_the_nucleus():
     assert len(set(draws[:, 1].tolist())) > 50
 
 
+def test_top_p_keeps_the_same_tokens_as_transformers():
+    """Draws stay inside the nucleus that transformers' own TopPLogitsWarper keeps, for peaked and flat rows."""
+    from transformers import TopPLogitsWarper
+
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(32, 600, generator=generator) * torch.linspace(0.2, 8.0, 32)[:, None]
+    allowed = ~torch.isinf(TopPLogitsWarper(0.9)(None, logits.clone()))
+    draws = torch.stack([sample_next_token(logits, 1.0, 0.9, generator) for _ in range(50)], dim=1)
+    assert allowed.gather(1, draws).all()
+    assert (allowed.sum(dim=1) > 256).any() and (allowed.sum(dim=1) < 16).any()  # every search width is used
+
+
 def test_sampling_follows_the_distribution():
     probs = torch.tensor([[0.5, 0.3, 0.2, 0.0]])
     generator = torch.Generator().manual_seed(1)
@@ -134,13 +146,25 @@ def test_empty_prompt_still_generates(tiny):
         (dict(prompts="one prompt"), "not one string"),
         (dict(n=0), "n \\(samples per prompt\\) is 0"),
         (dict(max_new_tokens=0), "max_new_tokens is 0"),
-        (dict(max_new_tokens=10_000), "at most 256 tokens"),
         (dict(top_p=0), "top_p is 0"),
         (dict(temperature=-1), "temperature is -1"),
     ],
 )
-def test_bad_arguments_are_refused_with_the_fix(tiny, arguments, message):
-    model, tokenizer = tiny
+def test_bad_arguments_are_refused_with_the_fix(arguments, message):
     call = dict(prompts=PROMPTS) | arguments
     with pytest.raises(MturkTuneError, match=message):
-        generate_samples(model, tokenizer, **call)
+        generate_samples(None, None, **call)  # refused before the model is touched
+
+
+def test_prompt_longer_than_the_context_keeps_its_end(tiny):
+    model, tokenizer = tiny
+    long_prompt = "The room was clean. " * 120 + "I bought this phone"
+    assert len(tokenizer(long_prompt)["input_ids"]) > model.config.n_positions
+    (sample,) = generate_samples(model, tokenizer, [long_prompt], max_new_tokens=10, temperature=0)
+    assert sample.prompt == long_prompt and sample.n_tokens > 0
+
+
+def test_more_new_tokens_than_the_context_is_refused(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(MturkTuneError, match="at most 256 tokens"):
+        generate_samples(model, tokenizer, PROMPTS, max_new_tokens=10_000)
