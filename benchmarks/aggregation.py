@@ -265,7 +265,8 @@ def main() -> None:
         print(f"no dataset folder at {args.data}: skipping the real datasets")
     else:
         times: dict[str, dict[str, float]] = {}
-        for folder in sorted(p for p in args.data.iterdir() if (p / "answers.csv").exists() and (p / "gold.csv").exists()):
+        folders = sorted(p for p in args.data.iterdir() if (p / "answers.csv").exists() and (p / "gold.csv").exists())
+        for folder in folders:
             answers, gold = read_dataset(folder)
             kind = "numeric" if answers["label"].nunique() > 20 else "categorical"
             print(f"{folder.name}: {len(answers):,} answers, {answers['task'].nunique():,} tasks, "
@@ -273,13 +274,15 @@ def main() -> None:
             if kind == "numeric":
                 report["numeric_datasets"][folder.name] = run_numeric(answers, gold)
             else:
-                report["datasets"][folder.name], times[folder.name] = run_categorical(answers, gold, crowdkit, args.quick)
+                scores, times[folder.name] = run_categorical(answers, gold, crowdkit, args.quick)
+                report["datasets"][folder.name] = scores
         if report["datasets"]:
             print_accuracy_table(report["datasets"], times)
         for name, results in report["numeric_datasets"].items():
             print(f"\n{name} (numeric; crowd-kit has no scalar-rating aggregator to compare with)")
             for method, figures in results.items():
-                print(f"  {method:20s} MAE {figures['mae']:6.2f}  RMSE {figures['rmse']:6.2f}  ({figures['seconds']:.3f} s)")
+                print(f"  {method:20s} MAE {figures['mae']:6.2f}  RMSE {figures['rmse']:6.2f}  "
+                      f"({figures['seconds']:.3f} s)")
             for figures in results.values():
                 figures.pop("seconds")
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -157,7 +157,8 @@ class CategoricalAnswers(EncodedAnswers):
     def vote_counts(self) -> np.ndarray:
         """(tasks, classes) number of answers giving each class."""
         k = self.n_classes
-        return np.bincount(self.task * k + self.label, minlength=self.n_tasks * k).reshape(self.n_tasks, k).astype(float)
+        counts = np.bincount(self.task * k + self.label, minlength=self.n_tasks * k)
+        return counts.reshape(self.n_tasks, k).astype(float)
 
     def answer_matrix(self) -> sparse.csr_array:
         """(tasks, workers*classes) counts: row t has a 1 in column ``w*K + y`` for each answer (t, w, y)."""
@@ -568,6 +569,7 @@ class GLAD(CategoricalAggregator):
 
     def _fit_codes(self, data):
         _check(self.n_iter >= 1, "n_iter", f"must be at least 1, got {self.n_iter}")
+        _check(self.tol >= 0, "tol", f"must be >= 0 (0 runs all n_iter iterations), got {self.tol}")
         _check(self.newton_steps >= 1, "newton_steps", f"must be at least 1, got {self.newton_steps}")
         _check(self.alpha_prior[1] > 0 and self.log_beta_prior[1] > 0, "alpha_prior/log_beta_prior",
                "variances must be > 0")
@@ -789,7 +791,8 @@ class WeightedMean(NumericAggregator):
             new_score = weighted_sum / total_weight
             others = total_weight[t] - answer_weight
             has_others = others > 0
-            loo = np.where(has_others, (weighted_sum[t] - answer_weight * adjusted) / np.where(has_others, others, 1.0), 0.0)
+            others_sum = weighted_sum[t] - answer_weight * adjusted
+            loo = np.where(has_others, others_sum / np.where(has_others, others, 1.0), 0.0)
             counted = has_others.astype(float)
             if self.correct_bias:
                 offset = np.where(has_others, y - loo, 0.0)
@@ -912,7 +915,8 @@ class OrdinalDawidSkene(_ConfusionEM):
         # Rounding to scale points adds about gap^2/12 of variance that the latent noise does not have.
         variance = (squared + self.prior_answers * prior_var) / (weight + self.prior_answers) - self._gap ** 2 / 12
         self._sd = np.sqrt(np.maximum(variance, (0.25 * self._gap) ** 2))
-        confusion = (1.0 - self._spam)[:, None, None] * self._on_scale() + self._spam[:, None, None] * self._guess[:, :, None]
+        confusion = ((1.0 - self._spam)[:, None, None] * self._on_scale()
+                     + self._spam[:, None, None] * self._guess[:, :, None])
         return np.log(np.maximum(confusion, _EPS)), _class_log_prior(probas, self.class_smoothing)
 
     def _worker_summary(self, data):

@@ -97,15 +97,18 @@ class QualityPolicy:
                      "bonus_min_gold_accuracy"):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
-                raise ConfigError(f"quality policy key {name!r} must be a number between 0 and 1 or unset, got {value!r}")
+                raise ConfigError(
+                    f"quality policy key {name!r} must be a number between 0 and 1 or unset, got {value!r}")
         for name in ("gold_tolerance", "min_seconds_per_item"):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and value >= 0):
                 raise ConfigError(f"quality policy key {name!r} must be a number >= 0, got {value!r}")
         if self.gold_tolerance is None:
             raise ConfigError("quality policy key 'gold_tolerance' must be a number >= 0, got None")
-        if self.min_agreement is not None and not (_is_number(self.min_agreement) and -1.0 <= self.min_agreement <= 1.0):
-            raise ConfigError(f"quality policy key 'min_agreement' must be between -1 and 1 or unset, got {self.min_agreement!r}")
+        agreement = self.min_agreement
+        if agreement is not None and not (_is_number(agreement) and -1.0 <= agreement <= 1.0):
+            raise ConfigError(
+                f"quality policy key 'min_agreement' must be between -1 and 1 or unset, got {agreement!r}")
         for name in ("min_gold_answers", "min_straightline_items", "min_agreement_answers"):
             value = getattr(self, name)
             if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
@@ -148,7 +151,8 @@ class QualityPolicy:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -143,7 +143,8 @@ def test_every_check_can_be_switched_off(batch):
 
 def test_decide_is_pure_and_independent_of_row_order(batch):
     first = decide(batch["ratings"], batch["assignments"], batch["gold"], QualityPolicy())
-    shuffled = decide(batch["ratings"].sample(frac=1, random_state=3), batch["assignments"].sample(frac=1, random_state=4),
+    shuffled = decide(batch["ratings"].sample(frac=1, random_state=3),
+                      batch["assignments"].sample(frac=1, random_state=4),
                       batch["gold"].sample(frac=1, random_state=5), QualityPolicy())
     pd.testing.assert_frame_equal(first, shuffled)
     assert len(batch["ratings"]) == 124  # inputs untouched
