@@ -140,14 +140,20 @@ class QualityPolicy:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "QualityPolicy":
-        """Build from a mapping (e.g. a ``[quality]`` TOML table); unknown keys raise ConfigError."""
+        """Build from a mapping (e.g. a ``[quality]`` TOML table); unknown keys raise ConfigError.
+
+        TOML has no null, so a check that can be switched off also accepts ``false`` or ``"off"``.
+        """
         if not isinstance(values, dict):
             raise ConfigError(f"quality policy must be a table of keys, got {type(values).__name__}")
         known = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in known:
                 raise ConfigError(f"unknown quality policy key {key!r}; known keys: {', '.join(known)}")
-        return cls(**values)
+        switchable = {f.name for f in dataclasses.fields(cls) if f.default is None or "None" in str(f.type)}
+        cleaned = {key: None if key in switchable and (value is False or value == "off") else value
+                   for key, value in values.items()}
+        return cls(**cleaned)
 
 
 def _is_number(value: Any) -> bool:

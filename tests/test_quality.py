@@ -215,6 +215,23 @@ def test_policy_from_dict_reads_known_keys():
     assert policy.pays_bonus
 
 
+def test_policy_from_toml_switches_checks_off_with_false_or_off():
+    # TOML has no null: false or "off" stand for "no such check".
+    policy = QualityPolicy.from_dict({"min_seconds_per_item": False, "hard_block_below_gold_accuracy": "off"})
+    assert policy.min_seconds_per_item is None and policy.hard_block_below_gold_accuracy is None
+    with pytest.raises(ConfigError, match="'reject_duplicates'"):
+        QualityPolicy.from_dict({"reject_duplicates": "off"})  # not a threshold: must be true or false
+
+
+def test_without_gold_the_other_checks_still_decide(batch):
+    signals = worker_signals(batch["ratings"], batch["assignments"]).set_index("worker")
+    assert signals["gold_accuracy"].isna().all() and (signals["gold_n"] == 0).all()
+    decisions = decide(batch["ratings"], batch["assignments"], None)
+    assert decisions_by_worker(decisions)["speeder"] == {"reject"}
+    assert decisions_by_worker(decisions)["sloppy_gold"] == {"approve"}  # only gold could catch it
+    assert set(decisions["block"]) <= {"", "soft"}
+
+
 @pytest.mark.parametrize("values, message", [
     ({"min_gold_acuracy": 0.7}, "unknown quality policy key 'min_gold_acuracy'"),
     ({"min_gold_accuracy": 1.5}, "'min_gold_accuracy' must be a number between 0 and 1"),
