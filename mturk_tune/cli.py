@@ -563,6 +563,18 @@ def demo(workdir: Path, model: str, n_prompts: int, workers: int, spammers: floa
     run_demo(workdir, model=model, n_prompts=n_prompts, workers=workers, spammers=spammers, echo=click.echo)
 
 
+def _register_command_modules() -> None:
+    """Command families kept in their own modules, each listing its commands in COMMANDS."""
+    from . import cli_export, cli_loop, cli_marketplace
+
+    for module in (cli_marketplace, cli_loop, cli_export):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register_command_modules()
+
+
 def quiet_libraries() -> None:
     """Library chatter (hub hints, shard progress, padding advice) would bury the command's own output."""
     import logging

@@ -131,6 +131,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "notification events seen (collect --from-queue de-duplicates on EventDocId)",
+        """
+        CREATE TABLE events_seen (
+            event_doc_id TEXT PRIMARY KEY,
+            received_at TEXT NOT NULL
+        );
+        """,
+    ),
+    (
+        "per-round metrics (true reward of a simulated crowd's hidden preference, costs, agreement)",
+        """
+        CREATE TABLE round_metrics (
+            round INTEGER NOT NULL REFERENCES rounds(round),
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (round, name)
+        );
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 STATE_FILE = "state.db"
@@ -559,6 +584,36 @@ class Store:
 
     def actions_frame(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM actions ORDER BY rowid", self.conn)
+
+    # -- notification events, metrics, workspace facts ----------------------------------------
+
+    def mark_event_seen(self, event_doc_id: str) -> bool:
+        """True the first time an EventDocId is seen (notifications arrive at least once)."""
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT OR IGNORE INTO events_seen VALUES (?, ?)", (event_doc_id, now_iso()))
+            return cur.rowcount == 1
+
+    def set_metric(self, round_: int, name: str, value: float) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO round_metrics VALUES (?, ?, ?, ?) ON CONFLICT(round, name) DO UPDATE SET value = excluded.value,"
+                " created_at = excluded.created_at",
+                (round_, name, float(value), now_iso()),
+            )
+
+    def metrics_frame(self) -> pd.DataFrame:
+        """Long table round, name, value."""
+        return pd.read_sql_query("SELECT round, name, value FROM round_metrics ORDER BY round, name", self.conn)
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Store `value` unless the key exists; return what is stored (so concurrent callers agree)."""
+        with self.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        return self.get_meta(key)  # type: ignore[return-value]
 
     # -- status ------------------------------------------------------------------------------
 
