@@ -102,6 +102,22 @@ class WeightedLMLoss(nn.Module):
         return F.cross_entropy(selected.float(), target_ids, reduction="none")
 
 
+def use_fused_activations(model: nn.Module) -> int:
+    """Swap GPT-2's tanh-GELU, written as eight tensor operations, for torch's one-kernel version of the same
+    function (equal to within float rounding, ~2e-7). It saves time and the memory of the intermediate tensors
+    kept for backward (a third of the activation memory of a small GPT-2). The module holds no weights and the
+    config is unchanged, so checkpoints are unaffected. Returns how many activations were swapped."""
+    from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
+
+    swapped = 0
+    for parent in model.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) in (NewGELUActivation, FastGELUActivation):
+                setattr(parent, name, GELUTanh())
+                swapped += 1
+    return swapped
+
+
 def _hf_model(model: nn.Module) -> nn.Module:
     """The transformers model inside a peft wrapper (LoRA layers are injected into it in place)."""
     get_base_model = getattr(model, "get_base_model", None)

@@ -245,17 +245,17 @@ def tune(
     loss_module = WeightedLMLoss(model)
     loss_module, optimizer, scheduler = accelerator.prepare(loss_module, optimizer, scheduler)
 
-    start_step, history, tokens_done, seconds_done = 0, [], 0, 0.0
+    start_step, history, tokens_done, seconds_done, cpu_done = 0, [], 0, 0.0, 0.0
     if state is not None:
         accelerator.load_state(str(state["dir"]))
         start_step, history = state["step"], state["history"]
-        tokens_done, seconds_done = state["tokens"], state["seconds"]
+        tokens_done, seconds_done, cpu_done = state["tokens"], state["seconds"], state["cpu_seconds"]
         eval_before, samples_before = state["eval_before"], state["samples_before"]
 
     loss_module.train()
     tokens_here = 0
-    started = time.perf_counter()
-    save_seconds = 0.0
+    started, cpu_started = time.perf_counter(), time.process_time()
+    save_seconds = save_cpu = 0.0
     for step in range(start_step, total_steps):
         plan = plans[step]
         coefficients = step_coefficients(data, plan, config.alpha, config.beta)
@@ -287,13 +287,16 @@ def tune(
         if accelerator.is_main_process and progress is not None:
             progress(step + 1, total_steps)
         if (config.save_every and (step + 1) % config.save_every == 0) or step + 1 == total_steps:
-            saving = time.perf_counter()
-            elapsed = saving - started - save_seconds
+            saving, cpu_saving = time.perf_counter(), time.process_time()
             tokens_all = tokens_done + _sum_over_processes(accelerator, tokens_here, torch)
-            _save_progress(accelerator, out_dir, step + 1, config, fingerprint, history, tokens_all,
-                           seconds_done + elapsed, eval_before, samples_before)
+            clock = {"seconds": seconds_done + saving - started - save_seconds,
+                     "cpu_seconds": cpu_done + cpu_saving - cpu_started - save_cpu}
+            _save_progress(accelerator, out_dir, step + 1, config, fingerprint, history, tokens_all, clock,
+                           eval_before, samples_before)
             save_seconds += time.perf_counter() - saving
+            save_cpu += time.process_time() - cpu_saving
     train_seconds = seconds_done + (time.perf_counter() - started - save_seconds)
+    train_cpu_seconds = cpu_done + (time.process_time() - cpu_started - save_cpu)
     tokens_total = tokens_done + _sum_over_processes(accelerator, tokens_here, torch)
 
     tuned = accelerator.unwrap_model(loss_module).model
@@ -315,6 +318,7 @@ def tune(
             base_model=base_model, config=config, weights=weights, feedback=feedback, train_items=train_items,
             eval_items=eval_items, reference=reference, data=data, plans=plans, world_size=world_size,
             total_steps=total_steps, history=history, tokens=tokens_total, seconds=train_seconds,
+            cpu_seconds=train_cpu_seconds,
             eval_before=eval_before, eval_after=eval_after, samples_before=samples_before,
             samples_after=samples_after, provenance=provenance, resumed_from=state["step"] if state else None,
             accelerator=accelerator, digests=digests, checkpoint=out_dir,
@@ -387,6 +391,9 @@ def _prepare_model_for_training(model, config: TuneConfig) -> None:
         for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout", "hidden_dropout"):
             if hasattr(model.config, name):
                 setattr(model.config, name, config.dropout)
+    from mturk_tune.tune_loss import use_fused_activations
+
+    use_fused_activations(model)
     model.config.use_cache = False
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -525,7 +532,7 @@ def _data_fingerprint(data: TokenizedSet, base_model: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _save_progress(accelerator, out_dir, step, config, fingerprint, history, tokens, seconds, eval_before, samples_before):
+def _save_progress(accelerator, out_dir, step, config, fingerprint, history, tokens, clock, eval_before, samples_before):
     """A resumable state: accelerate's model/optimizer/scheduler/RNG files plus progress.json; older ones go."""
     state_root = out_dir / STATE_DIR
     target = state_root / f"step-{step:07d}"
@@ -533,7 +540,7 @@ def _save_progress(accelerator, out_dir, step, config, fingerprint, history, tok
     if accelerator.is_main_process:
         progress = {
             "step": step, "config": config.to_dict(), "fingerprint": fingerprint, "history": history,
-            "tokens": tokens, "seconds": seconds, "eval_before": eval_before, "samples_before": samples_before,
+            "tokens": tokens, **clock, "eval_before": eval_before, "samples_before": samples_before,
         }
         (target / "progress.json").write_text(json.dumps(progress, default=_json_default))
         for older in state_root.glob("step-*"):
@@ -590,7 +597,7 @@ class _nothing:
 
 
 def _run_record(*, base_model, config, weights, feedback, train_items, eval_items, reference, data, plans, world_size,
-                total_steps, history, tokens, seconds, eval_before, eval_after, samples_before, samples_after,
+                total_steps, history, tokens, seconds, cpu_seconds, eval_before, eval_after, samples_before, samples_after,
                 provenance, resumed_from, accelerator, digests, checkpoint) -> dict:
     gap_before = eval_before["gap"] if eval_before else None
     gap_after = eval_after["gap"] if eval_after else None
@@ -622,6 +629,7 @@ def _run_record(*, base_model, config, weights, feedback, train_items, eval_item
             "lora": {"r": config.lora_r, "merged": config.lora_merge} if config.lora_r else None,
             "tokens": tokens,
             "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu_seconds, 3),  # this process's CPU time (all its threads) in the loop
             "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
             "pad_efficiency": round(pad_efficiency(data.lengths, plans, world_size), 4),
             "resumed_from_step": resumed_from,
