@@ -134,14 +134,15 @@ def decode_batch(
         token = sample_next_token(logits, temperature, top_p, generator)
         # Tokens after a row's EOS are written too (until the row is dropped) and cut off below.
         generated[rows, step] = token
-        done |= token == eos_ids[0] if len(eos_ids) == 1 else torch.isin(token, eos)
+        done |= (token == eos_ids[0]) if len(eos_ids) == 1 else torch.isin(token, eos)
         n_done = int(done.sum())
         if step == max_new_tokens - 1 or n_done == len(rows):
             break
         if can_drop_rows and n_done * 8 >= len(rows):
             keep = (~done).nonzero().squeeze(1)
             cache.batch_select_indices(keep)
-            rows, token, attention_mask, next_position = rows[keep], token[keep], attention_mask[keep], next_position[keep]
+            rows, token, next_position = rows[keep], token[keep], next_position[keep]
+            attention_mask = attention_mask[keep]
             done = done[keep]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
         out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=next_position,

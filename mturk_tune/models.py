@@ -14,12 +14,16 @@ import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
 
 from mturk_tune import tiny_corpus
 from mturk_tune.errors import ModelNotFound
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 BUILTIN_TINY = "builtin:tiny"
 DEFAULT_MODEL = "gpt2"
@@ -51,7 +55,7 @@ def pick_device() -> str:
 
 
 def model_name_for_record(name_or_path: str) -> str:
-    """What the state store records as the model: the built-in name, a local directory's absolute path, or the hub name."""
+    """What the state store records as the model: builtin:tiny, a local directory's absolute path, or the hub name."""
     if name_or_path == BUILTIN_TINY:
         return BUILTIN_TINY
     local = Path(name_or_path).expanduser()
@@ -61,7 +65,7 @@ def model_name_for_record(name_or_path: str) -> str:
 
 
 def default_cache_root() -> Path:
-    """Where the built-in model is cached: $MTURK_TUNE_CACHE, else $XDG_CACHE_HOME/mturk-tune, else ~/.cache/mturk-tune."""
+    """Cache root: $MTURK_TUNE_CACHE, else $XDG_CACHE_HOME/mturk-tune, else ~/.cache/mturk-tune."""
     explicit = os.environ.get("MTURK_TUNE_CACHE")
     if explicit:
         return Path(explicit).expanduser()
@@ -173,7 +177,9 @@ def _quiet_transformers(warnings_too: bool = False):
         hf_logging.set_verbosity(verbosity)
 
 
-def load_model_and_tokenizer(name_or_path: str, device: str | None = None):
+def load_model_and_tokenizer(
+    name_or_path: str, device: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer, in eval mode on `device` (default: `pick_device()`).
 
     `name_or_path` is "builtin:tiny", a local directory holding config.json, or a Hugging Face hub name.
@@ -247,7 +253,8 @@ def _hub_options(repo_id: str) -> dict:
 
 def _offline_mode() -> bool:
     truthy = {"1", "true", "yes", "on"}
-    return any(os.environ.get(name, "").strip().lower() in truthy for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    flags = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    return any(os.environ.get(name, "").strip().lower() in truthy for name in flags)
 
 
 def _hub_endpoint() -> str:
