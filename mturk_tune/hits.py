@@ -22,8 +22,11 @@ from defusedxml import DefusedXmlException
 
 from .errors import AnswerParseError, ConfigError
 
-HTML_QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
-ANSWER_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd"
+# The MTurk document formats live with the marketplace, which speaks them on the other side.
+from .marketplace.documents import ANSWERS_NAMESPACE as ANSWER_NS
+from .marketplace.documents import HTML_QUESTION_NAMESPACE as HTML_QUESTION_NS
+from .marketplace.documents import build_answer_xml as _build_answer_xml
+
 RATING_FIELD_PREFIX = "rating__"
 LIKERT_SCALE = (1, 2, 3, 4, 5)
 # Far above any honest answer (a few hundred bytes per item); caps memory spent on hostile input.
@@ -153,16 +156,8 @@ def parse_answer(answer_xml: str, item_ids: Sequence[str], scale: Sequence[int] 
 
 
 def build_answer_xml(fields: dict[str, str]) -> str:
-    """A QuestionFormAnswers document as MTurk writes it (used by tests and tools; the marketplace has its own)."""
-    from xml.sax.saxutils import escape
-
-    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<QuestionFormAnswers xmlns="{ANSWER_NS}">']
-    for name, value in fields.items():
-        parts.append(
-            f"<Answer><QuestionIdentifier>{escape(name)}</QuestionIdentifier><FreeText>{escape(value)}</FreeText></Answer>"
-        )
-    parts.append("</QuestionFormAnswers>")
-    return "".join(parts)
+    """A QuestionFormAnswers document exactly as the marketplace writes it for a submitted form."""
+    return _build_answer_xml(fields.items())
 
 
 def _scale_value(raw: str, scale: Sequence[int], item_id: str) -> int:

@@ -6,17 +6,16 @@ assignments, and at least $0.01 per assignment or bonus.
 
 from __future__ import annotations
 
-import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from .errors import ConfigError
 
-# botocore does not check this format; MTurk rejects anything else.
-DOLLARS_PATTERN = re.compile(r"^[0-9]+(\.)?[0-9]{0,2}$")
+# The fee rules live with the marketplace, which charges them; estimates here use the same code.
+# botocore does not check the amount format; MTurk rejects anything else.
+from .marketplace.money import CURRENCY_PATTERN as DOLLARS_PATTERN
+from .marketplace.money import assignment_fee_cents, bonus_fee_cents, parse_amount
+
 CENT = Decimal("0.01")
-BASE_FEE_RATE = Decimal("0.20")
-LARGE_HIT_EXTRA_RATE = Decimal("0.20")
-LARGE_HIT_ASSIGNMENTS = 10
 
 
 def parse_dollars(text: str, where: str = "amount") -> Decimal:
@@ -33,14 +32,17 @@ def format_dollars(amount: Decimal) -> str:
     return str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
+def _cents(amount: Decimal) -> int:
+    return parse_amount(format_dollars(amount))
+
+
 def reward_fee(reward: Decimal, max_assignments: int) -> Decimal:
     """MTurk's fee on one assignment's reward."""
-    rate = BASE_FEE_RATE + (LARGE_HIT_EXTRA_RATE if max_assignments >= LARGE_HIT_ASSIGNMENTS else 0)
-    return max((reward * rate).quantize(CENT, rounding=ROUND_HALF_UP), CENT)
+    return Decimal(assignment_fee_cents(_cents(reward), max_assignments)) / 100
 
 
 def bonus_fee(amount: Decimal) -> Decimal:
-    return max((amount * BASE_FEE_RATE).quantize(CENT, rounding=ROUND_HALF_UP), CENT)
+    return Decimal(bonus_fee_cents(_cents(amount))) / 100
 
 
 def hit_cost(reward: Decimal, max_assignments: int) -> Decimal:
