@@ -7,8 +7,9 @@ turns that into one factor per learned token, ``c_i / n_i``, so the loss is a si
 Speed: only learned positions reach the language-model head. The backbone's hidden states are gathered at
 the positions that predict a completion token, and the head and cross-entropy run on those rows alone: no
 head compute (often the largest matrix in a small model) on prompt or padding positions, and no logits
-tensor of batch x length x vocabulary. Batches are right-padded and run without an attention mask: under a
-causal mask a real token never attends to the padding after it, and padding positions are never scored.
+tensor of batch x length x vocabulary. Batches are right-padded and run without a padding mask: under a
+causal mask a real token never attends to the padding after it, and padding positions are never scored, so
+attention can use its fused causal kernels (flash attention on GPU) instead of an explicit mask.
 """
 
 from __future__ import annotations
@@ -93,11 +94,14 @@ class WeightedLMLoss(nn.Module):
 
     def token_losses(self, input_ids, predict_index, target_ids) -> torch.Tensor:
         hf_model = _hf_model(self.model)
+        # All ones on purpose (see the module docstring): with right padding a causal mask alone is exact for
+        # every scored position, and an all-ones mask lets attention take its fused causal path.
+        attention_mask = torch.ones_like(input_ids)
         if any(getattr(hf_model.config, name, None) for name in _LOGIT_POSTPROCESSING):
-            logits = self.model(input_ids=input_ids, use_cache=False).logits
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
             selected = logits.flatten(0, 1).index_select(0, predict_index)
         else:
-            hidden = hf_model.base_model(input_ids=input_ids, use_cache=False).last_hidden_state
+            hidden = hf_model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
             selected = hf_model.get_output_embeddings()(hidden.flatten(0, 1).index_select(0, predict_index))
         return F.cross_entropy(selected.float(), target_ids, reduction="none")
 

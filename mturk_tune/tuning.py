@@ -94,7 +94,7 @@ class TuneConfig:
     bf16: bool | str = "auto"  # "auto": bf16 autocast on a GPU that supports it, fp32 elsewhere
     compile: bool = False  # torch.compile the model (helps on GPU with long runs; first steps are slow)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
-    save_every: int = 0  # save a resumable training state every this many steps; 0 = only at the end
+    save_every: int = 200  # save a resumable training state every this many steps; 0 = never
     eval_fraction: float = 0.1  # share of rated items held out to evaluate before and after
     eval_prompts: int = 4  # prompts whose generations are sampled before and after
     sample_max_new_tokens: int = 48
@@ -182,8 +182,9 @@ def tune(
 
     `out_dir` becomes a checkpoint that `load_model_and_tokenizer(str(out_dir))` loads: the model and tokenizer
     (or a LoRA adapter when lora_merge is off), `run_record.json` and a model card `README.md`. Resumable
-    states go to `out_dir/training_state/` every `save_every` steps and at the end; `resume=True` continues
-    from the latest one to the same final weights as an uninterrupted run. `progress(step, total_steps)` is
+    states (model, optimizer, scheduler, RNG, step, config) go to `out_dir/training_state/` every `save_every`
+    steps and are removed once the run completes; `resume=True` continues from the latest one to the same final
+    weights as an uninterrupted run (and returns a completed run's result as it is). `progress(step, total_steps)` is
     called on the main process after every optimizer step. Under several processes every process calls this
     with the same arguments.
     """
@@ -197,6 +198,8 @@ def tune(
     reference = list(reference or [])
     provenance = dict(provenance or {})
     _check_out_dir(out_dir, resume)
+    if resume and (out_dir / RECORD_FILE).exists() and not (out_dir / STATE_DIR).exists():
+        return TuneResult(checkpoint=out_dir, record=json.loads((out_dir / RECORD_FILE).read_text()))
     train_items, eval_items, weights = _split_feedback(feedback, config)
 
     if config.threads:
@@ -245,59 +248,59 @@ def tune(
     loss_module = WeightedLMLoss(model)
     loss_module, optimizer, scheduler = accelerator.prepare(loss_module, optimizer, scheduler)
 
-    start_step, history, tokens_done, seconds_done, cpu_done = 0, [], 0, 0.0, 0.0
+    start_step, history, seconds_done, cpu_done = 0, [], 0.0, 0.0
     if state is not None:
         accelerator.load_state(str(state["dir"]))
         start_step, history = state["step"], state["history"]
-        tokens_done, seconds_done, cpu_done = state["tokens"], state["seconds"], state["cpu_seconds"]
-        eval_before, samples_before = state["eval_before"], state["samples_before"]
+        seconds_done, cpu_done = state["seconds"], state["cpu_seconds"]
+
+    def run_micro_batch(share: np.ndarray, coefficients: list[float], sync: bool):
+        batch = collate(data, share, coefficients, tokenizer_pad, pad_multiple).to(device)
+        with accelerator.no_sync(loss_module) if not sync else _nothing():
+            loss, _ = loss_module(**batch.as_inputs())
+            # DDP and FSDP average gradients over processes; the coefficients already divide by the whole
+            # step's sequence counts, so undo the average.
+            accelerator.backward(loss * world_size)
+        return loss.detach(), batch.real_tokens
 
     loss_module.train()
-    tokens_here = 0
     started, cpu_started = time.perf_counter(), time.process_time()
-    save_seconds = save_cpu = 0.0
+    paused = paused_cpu = 0.0  # time spent saving states, left out of the throughput
     for step in range(start_step, total_steps):
         plan = plans[step]
         coefficients = step_coefficients(data, plan, config.alpha, config.beta)
-        step_loss = torch.zeros((), device=device)
+        stats = torch.zeros(2, device=device)  # loss, real tokens (float32: MPS has no float64)
         for position, micro in enumerate(plan.micro_batches):
             share = rank_share(micro, rank, world_size)
-            filler = share.size == 0
-            if filler:  # a short last micro-batch left this process nothing: run one sequence at weight 0 to stay in sync
-                share, batch_coef = micro[:1], [0.0]
-            else:
-                batch_coef = [coefficients[i] for i in share.tolist()]
-            batch = collate(data, share, batch_coef, tokenizer_pad, pad_multiple)
-            tokens_here += 0 if filler else batch.real_tokens
-            batch = batch.to(device)
-            last = position == len(plan.micro_batches) - 1
-            with accelerator.no_sync(loss_module) if not last else _nothing():
-                loss, _ = loss_module(**batch.as_inputs())
-                # DDP and FSDP average gradients over processes; the coefficients already divide by the
-                # whole step's sequence counts, so undo the average.
-                accelerator.backward(loss * world_size)
-            step_loss += loss.detach()
+            sync = position == len(plan.micro_batches) - 1
+            if share.size:
+                loss, tokens = run_micro_batch(share, [coefficients[i] for i in share.tolist()], sync)
+                stats += torch.stack([loss.float(), torch.tensor(float(tokens), device=device)])
+            else:  # a short last micro-batch left this process nothing: run one sequence at weight 0 to stay in sync
+                run_micro_batch(micro[:1], [0.0], sync)
         if config.max_grad_norm > 0:
             accelerator.clip_grad_norm_(loss_module.parameters(), config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        step_loss = accelerator.reduce(step_loss, reduction="sum")
-        history.append({"step": step + 1, "loss": round(float(step_loss), 6), "lr": scheduler.get_last_lr()[0]})
+        loss_sum, tokens = accelerator.reduce(stats, reduction="sum").tolist()
+        history.append({
+            "step": step + 1, "loss": round(loss_sum, 6), "lr": scheduler.get_last_lr()[0], "tokens": int(tokens),
+            "seconds": round(seconds_done + time.perf_counter() - started - paused, 4),
+        })
         if accelerator.is_main_process and progress is not None:
             progress(step + 1, total_steps)
-        if (config.save_every and (step + 1) % config.save_every == 0) or step + 1 == total_steps:
-            saving, cpu_saving = time.perf_counter(), time.process_time()
-            tokens_all = tokens_done + _sum_over_processes(accelerator, tokens_here, torch)
-            clock = {"seconds": seconds_done + saving - started - save_seconds,
-                     "cpu_seconds": cpu_done + cpu_saving - cpu_started - save_cpu}
-            _save_progress(accelerator, out_dir, step + 1, config, fingerprint, history, tokens_all, clock,
+        if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < total_steps:
+            pause, pause_cpu = time.perf_counter(), time.process_time()
+            clock = {"seconds": seconds_done + pause - started - paused,
+                     "cpu_seconds": cpu_done + pause_cpu - cpu_started - paused_cpu}
+            _save_progress(accelerator, out_dir, step + 1, config, fingerprint, history, clock,
                            eval_before, samples_before)
-            save_seconds += time.perf_counter() - saving
-            save_cpu += time.process_time() - cpu_saving
-    train_seconds = seconds_done + (time.perf_counter() - started - save_seconds)
-    train_cpu_seconds = cpu_done + (time.process_time() - cpu_started - save_cpu)
-    tokens_total = tokens_done + _sum_over_processes(accelerator, tokens_here, torch)
+            paused += time.perf_counter() - pause
+            paused_cpu += time.process_time() - pause_cpu
+    train_seconds = seconds_done + (time.perf_counter() - started - paused)
+    train_cpu_seconds = cpu_done + (time.process_time() - cpu_started - paused_cpu)
+    tokens_total = sum(entry["tokens"] for entry in history)
 
     tuned = accelerator.unwrap_model(loss_module).model
     digests = None if fsdp else gather_object([_weights_digest(tuned)])
@@ -325,6 +328,7 @@ def tune(
         )
         (out_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
         (out_dir / CARD_FILE).write_text(model_card(record))
+        shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)  # the run is complete: nothing left to resume
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TuneResult(checkpoint=out_dir, record=record)
@@ -532,7 +536,7 @@ def _data_fingerprint(data: TokenizedSet, base_model: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _save_progress(accelerator, out_dir, step, config, fingerprint, history, tokens, clock, eval_before, samples_before):
+def _save_progress(accelerator, out_dir, step, config, fingerprint, history, clock, eval_before, samples_before):
     """A resumable state: accelerate's model/optimizer/scheduler/RNG files plus progress.json; older ones go."""
     state_root = out_dir / STATE_DIR
     target = state_root / f"step-{step:07d}"
@@ -540,7 +544,7 @@ def _save_progress(accelerator, out_dir, step, config, fingerprint, history, tok
     if accelerator.is_main_process:
         progress = {
             "step": step, "config": config.to_dict(), "fingerprint": fingerprint, "history": history,
-            "tokens": tokens, **clock, "eval_before": eval_before, "samples_before": samples_before,
+            **clock, "eval_before": eval_before, "samples_before": samples_before,
         }
         (target / "progress.json").write_text(json.dumps(progress, default=_json_default))
         for older in state_root.glob("step-*"):
@@ -577,11 +581,6 @@ def _weights_digest(model) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def _sum_over_processes(accelerator, value: int, torch) -> int:
-    total = accelerator.reduce(torch.tensor(value, device=accelerator.device, dtype=torch.long), reduction="sum")
-    return int(total)
 
 
 class _nothing:

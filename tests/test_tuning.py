@@ -244,7 +244,11 @@ def test_a_killed_run_resumes_to_the_same_weights(tiny_model, tmp_path):
     resumed = tune(str(tiny_model), feedback, tmp_path / "killed", config, resume=True)
     assert resumed.record["training"]["resumed_from_step"] == 2
     assert len(resumed.record["training"]["losses"]) == resumed.record["training"]["steps"] == 5
+    assert resumed.record["training"]["tokens"] == json.loads((tmp_path / "straight" / "run_record.json").read_text())["training"]["tokens"]
     assert_same_weights(tmp_path / "straight", tmp_path / "killed")
+    assert not (tmp_path / "killed" / "training_state").exists()  # removed once complete
+    again = tune(str(tiny_model), feedback, tmp_path / "killed", config, resume=True)  # a finished run: no work
+    assert again.record == resumed.record
 
 
 def test_lora_adapter_and_merged_checkpoints(tiny_model, tmp_path):
