@@ -114,7 +114,7 @@ def test_notifications_are_queued_for_delivery():
     assert len({json.loads(m["Message"])["EventDocId"] for m in messages}) == 2
     assert market.take_notifications() == []
     with pytest.raises(MTurkError):
-        market.update_notification_settings(HITTypeId=type_id, Notification={**spec, "Version": "2014-08-15"})
+        market.update_notification_settings(HITTypeId=type_id, Notification={**spec, "Version": "2010-01-01"})
 
 
 def test_notify_workers_reports_strangers():

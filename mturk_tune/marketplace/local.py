@@ -1,5 +1,8 @@
 """The ``local`` endpoint: a real boto3 MTurk client answered in-process by a Marketplace, no moto.
 
+Notifications (UpdateNotificationSettings) are sent to their SQS queue right after the call
+or worker action that caused them, by ``delivery.NotificationDelivery``.
+
 botocore builds, signs and parses every request as it would for MTurk; a ``before-send``
 handler hands the request to ``protocol.handle`` instead of the network. Because the
 Marketplace lives in a SQLite file, a client in one process (publish) and one in another
@@ -18,6 +21,7 @@ import boto3
 from botocore.awsrequest import AWSResponse
 
 from . import protocol
+from .delivery import attach_delivery
 from .faults import FaultPlan
 from .service import Marketplace
 
@@ -34,11 +38,19 @@ class _RawBody(io.BytesIO):
             chunk = self.read()
 
 
-def open_marketplace(db_path: str | Path, clock: Callable[[], datetime] | None = None) -> Marketplace:
-    """The Marketplace stored at ``db_path`` (created if missing); for the crowd and the worker pages."""
+def open_marketplace(db_path: str | Path, clock: Callable[[], datetime] | None = None,
+                     deliver_notifications: bool = True) -> Marketplace:
+    """The Marketplace stored at ``db_path`` (created if missing); for the crowd and the worker pages.
+
+    Notification messages it queues are sent to their SQS queue / SNS topic right after the
+    change that caused them (at least once: an unreachable queue keeps them queued).
+    """
     if str(db_path) != ":memory:":
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    return Marketplace(db_path, clock=clock)
+    market = Marketplace(db_path, clock=clock)
+    if deliver_notifications:
+        attach_delivery(market)
+    return market
 
 
 def attach(client: Any, market: Marketplace, faults: FaultPlan | None = None) -> None:
@@ -55,6 +67,7 @@ def attach(client: Any, market: Marketplace, faults: FaultPlan | None = None) ->
         return AWSResponse(request.url, status, headers, _RawBody(payload))
 
     client.meta.events.register("before-send.mturk", answer)
+    attach_delivery(market)  # no-op if the marketplace already has a deliverer
     client.meta.local_marketplace = market  # keeps it alive with the client; handy in tests
 
 

@@ -12,7 +12,8 @@ moto (5.1.22 - 5.2.x) ships no MTurk backend; inside ``mock_aws`` an MTurk call 
 
 The glue is thin on purpose: requests go to ``protocol.handle`` on a ``Marketplace``, the same
 path every other transport takes. Sandbox and production hosts are separate marketplaces,
-as they are on MTurk (a HIT published to the sandbox is not in production).
+as they are on MTurk (a HIT published to the sandbox is not in production). Notification
+messages go to moto's SQS (or SNS) in the same mock, through a boto3 client.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from . import protocol
+from .delivery import attach_delivery
 from .service import Marketplace
 
 SERVICE_NAME = "mturk"
@@ -65,7 +67,10 @@ class MTurkBackend(BaseBackend):
     def marketplace(self, sandbox: bool = True) -> Marketplace:
         key = "sandbox" if sandbox else "production"
         if key not in self._markets:
-            self._markets[key] = Marketplace(":memory:")
+            market = Marketplace(":memory:", account_id=self.account_id)
+            # Notifications go to moto's own SQS/SNS: boto3 calls made inside mock_aws are mocked too.
+            attach_delivery(market)
+            self._markets[key] = market
         return self._markets[key]
 
     def marketplace_for(self, url: str) -> Marketplace:

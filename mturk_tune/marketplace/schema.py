@@ -160,6 +160,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX assignments_due_approval ON assignments(status, auto_approval_time)
         """,
     ),
+    (
+        4,
+        """
+        -- At-least-once delivery: a message leaves the outbox only after the queue took it. A
+        -- deliverer claims rows for a while (claimed_until, wall-clock seconds) so that two
+        -- processes on one file rarely send the same message twice. Failures are counted.
+        ALTER TABLE notification_outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE notification_outbox ADD COLUMN last_error TEXT;
+        ALTER TABLE notification_outbox ADD COLUMN claimed_until REAL;
+        CREATE INDEX notification_outbox_pending ON notification_outbox(delivered, seq);
+        -- HITReviewable and HITExpired are sent once per transition into that state.
+        ALTER TABLE hits ADD COLUMN reviewable_notified INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE hits ADD COLUMN expired_notified INTEGER NOT NULL DEFAULT 0
+        """,
+    ),
 ]
 
 

@@ -16,6 +16,9 @@ Worker pages (a worker is whoever opened their invite link, which sets a signed 
 - ``POST {turkSubmitTo}/mturk/externalSubmit``: the HIT form's answers -> submit_assignment.
   turkSubmitTo carries a per-assignment signed path (``/s/<token>``) because the sandboxed frame
   has an opaque origin and sends no cookie; the token names the assignment and its worker.
+
+Notifications (UpdateNotificationSettings) are sent to their SQS queue / SNS topic by a
+background thread (``delivery.NotificationDelivery``), at least once.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from . import protocol
+from .delivery import NotificationDelivery
 from .errors import MTurkError
 from .faults import FaultPlan
 from .pages import render
@@ -80,11 +84,19 @@ class MarketplaceServer(ThreadingHTTPServer):
         self.secret = market.server_secret()
         self.public_url = public_url.rstrip("/") if public_url else None
         self.faults = faults
+        self.delivery = NotificationDelivery(market)
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return self.public_url or f"http://{host}:{port}"
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self.delivery.start()
+        try:
+            super().serve_forever(poll_interval)
+        finally:
+            self.delivery.stop()
 
     # -- signed values: worker cookie and per-assignment submit path --------------------------
 
@@ -410,6 +422,32 @@ def create_requester_key(db_path: str | Path) -> tuple[str, str]:
         return market.add_requester_key()
 
 
+def ensure_requester_key(db_path: str | Path, new: bool = False) -> tuple[list[str], tuple[str, str] | None]:
+    """The access key ids the server accepts, and the pair made now (if none existed, or ``new``).
+
+    The secret of a new pair is returned this once, for the person to copy; it is never shown again.
+    """
+    with Marketplace(db_path) as market:
+        created = market.add_requester_key() if new or not market.requester_keys() else None
+        return sorted(market.requester_keys()), created
+
+
+SERVER_URL_SETTING = "server_url"
+DEFAULT_PORT = 8765
+
+
+def remember_server_url(db_path: str | Path, url: str) -> None:
+    """Where the server was last reachable: ``invite`` builds its links on it."""
+    with Marketplace(db_path) as market:
+        market.set_setting(SERVER_URL_SETTING, url)
+
+
+def server_url(db_path: str | Path) -> str:
+    """The URL the marketplace was last served at (default http://127.0.0.1:8765)."""
+    with Marketplace(db_path) as market:
+        return market.get_setting(SERVER_URL_SETTING) or f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
 def create_invite(db_path: str | Path, worker_id: str, country: str | None = "US") -> str:
     """Register a worker and return a fresh invite token (put it in ``invite_link``)."""
     check_worker_id(worker_id)
@@ -459,10 +497,11 @@ def serve(
                 announce(f"requester key created: AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret}")
     server = make_server(db_path, host, port, credentials, public_url=public_url, faults=faults)
     announce(f"serving the marketplace on {server.url}")
-    _serve_until_interrupted(server)
+    serve_until_interrupted(server)
 
 
-def _serve_until_interrupted(server: MarketplaceServer) -> None:
+def serve_until_interrupted(server: MarketplaceServer) -> None:
+    """Serve (and deliver notifications) until Ctrl-C; then close the server and its database."""
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -513,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     for worker_id in args.invite:
         print(f"invite for {worker_id}: {invite_link(server.url, create_invite(args.db, worker_id))}", flush=True)
     print(f"serving the marketplace on {server.url}", flush=True)
-    _serve_until_interrupted(server)
+    serve_until_interrupted(server)
     return 0
 
 

@@ -21,6 +21,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -60,7 +61,10 @@ MIN_DURATION_S, MAX_DURATION_S = 30, 365 * 24 * 3600
 MAX_AUTO_APPROVAL_DELAY_S = 30 * 24 * 3600
 MAX_ASSIGNMENTS_LIMIT = 1_000_000
 TITLE_MAX, DESCRIPTION_MAX, KEYWORDS_MAX, FEEDBACK_MAX = 128, 2000, 1000, 1024
-NOTIFICATION_VERSION = "2006-05-05"
+# botocore's model documents "2006-05-05"; AWS's API reference (and every published example)
+# says "2014-08-15". Both are accepted; a message carries the version its specification named.
+NOTIFICATION_VERSIONS = ("2014-08-15", "2006-05-05")
+DEFAULT_SOURCE_ACCOUNT = "000000000000"
 WORKER_ID_PATTERN = re.compile(r"^A[A-Z0-9]{1,63}$")
 
 _LIVE_SQL = "('Accepted', 'Submitted', 'Approved', 'Rejected')"  # statuses that occupy a slot
@@ -139,9 +143,14 @@ class Marketplace:
         clock: Callable[[], datetime] | None = None,
         *,
         initial_balance: str = SANDBOX_START_BALANCE,
+        account_id: str | None = None,
     ):
         self.db_path = str(db_path)
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
+        # Called (outside the lock) after a transaction that queued notifications committed;
+        # delivery.py hangs its deliverer here. The state machine itself never sends anything.
+        self.on_notification: Callable[[], None] | None = None
+        self._queued = False
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -157,6 +166,11 @@ class Marketplace:
                 "INSERT OR IGNORE INTO meta VALUES ('initial_balance_cents', ?)",
                 (str(parse_amount(initial_balance)),),
             )
+            # Who the notification messages say they come from: the AWS account (SourceAccount)
+            # and the requester's customer id (CustomerId), fixed once per marketplace.
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('source_account', ?)",
+                               (account_id or DEFAULT_SOURCE_ACCOUNT,))
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('customer_id', ?)", ("A" + _new_id(13),))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -180,14 +194,21 @@ class Marketplace:
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
+            self._queued = False
             try:
                 now = _epoch(self.now())
                 self._advance(now)
                 yield now
+                self._emit_hit_transitions(now)
             except BaseException:
                 conn.execute("ROLLBACK")
+                self._queued = False
                 raise
             conn.execute("COMMIT")
+            queued, self._queued = self._queued, False
+        listener = self.on_notification
+        if queued and listener is not None:
+            listener()
 
     def _q(self, sql: str, params: Mapping[str, Any] | tuple = ()) -> list[sqlite3.Row]:
         return self._conn.execute(sql, params).fetchall()
@@ -319,17 +340,105 @@ class Marketplace:
         self._queue_notification(spec, [event], now)
 
     def _queue_notification(self, spec: dict, events: list[dict], now: float) -> None:
-        doc = {"EventDocId": str(uuid.uuid4()), "EventDocVersion": "2014-08-15", "Events": events}
+        """One message in MTurk's SQS/SNS format: EventDocId lets receivers drop repeated deliveries."""
+        doc = {
+            "EventDocId": uuid.uuid4().hex,
+            "SourceAccount": self._meta("source_account"),
+            "CustomerId": self._meta("customer_id"),
+            "EventDocVersion": spec["Version"],
+            "Events": events,
+        }
         self._conn.execute(
             "INSERT INTO notification_outbox (destination, transport, message, created) VALUES (?, ?, ?, ?)",
             (spec["Destination"], spec["Transport"], json.dumps(doc), now),
         )
+        self._queued = True
+
+    def _meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    def _emit_hit_transitions(self, now: float) -> None:
+        """HITExpired and HITReviewable, once per transition, for HIT types with notifications on.
+
+        Both states are derived from the clock and the assignments, so they are checked at the end
+        of every transaction (cheap: only HITs of subscribed types not yet announced are looked at).
+        """
+        if self._one("SELECT 1 FROM notification_settings WHERE active LIMIT 1") is None:
+            return
+        rows = self._q(
+            _HIT_QUERY + " WHERE NOT disposed AND hit_type_id IN (SELECT hit_type_id FROM notification_settings "
+            "WHERE active) AND ((expiration <= :now AND NOT expired_notified) OR "
+            "(hit_status = 'Reviewable' AND NOT reviewable_notified)) ORDER BY seq",
+            {"now": now},
+        )
+        for row in rows:
+            if row["expiration"] <= now and not row["expired_notified"]:
+                self._emit("HITExpired", now, row["hit_id"])
+            if row["hit_status"] == "Reviewable" and not row["reviewable_notified"]:
+                self._emit("HITReviewable", now, row["hit_id"])
+            self._conn.execute(
+                "UPDATE hits SET expired_notified = expired_notified OR ?, "
+                "reviewable_notified = reviewable_notified OR ? WHERE hit_id = ?",
+                (int(row["expiration"] <= now), int(row["hit_status"] == "Reviewable"), row["hit_id"]),
+            )
+
+    def _mark_hit_states_announced(self, hit_type_id: str, now: float) -> None:
+        """When notifications start, HITs already expired or reviewable are not announced again."""
+        self._conn.execute(
+            "UPDATE hits SET expired_notified = (expiration <= :now), reviewable_notified = hit_id IN "
+            f"(SELECT hit_id FROM ({_HIT_QUERY}) WHERE hit_status = 'Reviewable') WHERE hit_type_id = :type",
+            {"now": now, "type": hit_type_id},
+        )
+
+    # -- the outbox: at-least-once delivery (delivery.py sends, these record what happened)
+
+    def claim_notifications(self, limit: int = 100, lease_s: float = 60.0) -> list[dict]:
+        """Undelivered messages, oldest first, held for ``lease_s`` seconds so that another
+        deliverer on the same file skips them; a crashed deliverer's claim simply runs out.
+
+        Each is ``{"Seq", "Destination", "Transport", "Message", "Attempts"}``; Message is the
+        JSON event document MTurk would send to the SQS queue / SNS topic / e-mail address.
+        Report the outcome with ``notification_delivered`` or ``notification_failed``.
+        """
+        wall = time.time()  # leases coordinate processes, so they follow the wall clock, not ``clock``
+        with self._tx():
+            rows = self._q(
+                "SELECT * FROM notification_outbox WHERE delivered = 0 AND (claimed_until IS NULL OR claimed_until "
+                "< ?) ORDER BY seq LIMIT ?", (wall, limit))
+            self._conn.executemany("UPDATE notification_outbox SET claimed_until = ? WHERE seq = ?",
+                                   [(wall + lease_s, r["seq"]) for r in rows])
+        return [{"Seq": r["seq"], "Destination": r["destination"], "Transport": r["transport"],
+                 "Message": r["message"], "Attempts": r["attempts"]} for r in rows]
+
+    def notification_delivered(self, seq: int) -> None:
+        with self._tx():
+            self._conn.execute("UPDATE notification_outbox SET delivered = 1, claimed_until = NULL, "
+                               "attempts = attempts + 1, last_error = NULL WHERE seq = ?", (seq,))
+
+    def notification_failed(self, seq: int, error: str, retry_after_s: float = 0.0, give_up: bool = False) -> None:
+        """A send failed: the message stays queued (retried after ``retry_after_s``) unless ``give_up``."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE notification_outbox SET attempts = attempts + 1, last_error = ?, claimed_until = ?, "
+                "delivered = ? WHERE seq = ?",
+                (error[:1000], time.time() + retry_after_s if retry_after_s > 0 else None, 2 if give_up else 0, seq),
+            )
+
+    def notification_outbox(self) -> list[dict]:
+        """Every queued message with its state (delivered: 0 waiting, 1 sent, 2 given up), oldest first."""
+        with self._tx():
+            rows = self._q("SELECT seq, destination, transport, message, delivered, attempts, last_error "
+                           "FROM notification_outbox ORDER BY seq")
+        return [{"Seq": r["seq"], "Destination": r["destination"], "Transport": r["transport"],
+                 "Message": r["message"], "Delivered": r["delivered"], "Attempts": r["attempts"],
+                 "LastError": r["last_error"]} for r in rows]
 
     def take_notifications(self, limit: int = 100) -> list[dict]:
-        """Notification messages waiting for delivery, oldest first, marked as delivered.
+        """Undelivered messages, oldest first, marked as delivered at once (at most once: prefer
+        ``claim_notifications`` and report each outcome).
 
-        Each is ``{"Destination", "Transport", "Message"}`` where Message is the JSON event
-        document MTurk would send to the SQS queue / SNS topic / e-mail address.
+        Each is ``{"Destination", "Transport", "Message"}``.
         """
         with self._tx():
             rows = self._q("SELECT * FROM notification_outbox WHERE delivered = 0 ORDER BY seq LIMIT ?", (limit,))
@@ -340,8 +449,8 @@ class Marketplace:
     @staticmethod
     def _check_notification(spec: dict) -> None:
         transport, destination = spec["Transport"], spec["Destination"]
-        if spec["Version"] != NOTIFICATION_VERSION:
-            raise MTurkError(f"Notification Version must be {NOTIFICATION_VERSION}.", E.INVALID_PARAMETER_VALUE)
+        if spec["Version"] not in NOTIFICATION_VERSIONS:
+            raise MTurkError(f"Notification Version must be {NOTIFICATION_VERSIONS[0]}.", E.INVALID_PARAMETER_VALUE)
         if not spec["EventTypes"]:
             raise MTurkError("Notification EventTypes must name at least one event type.", E.INVALID_PARAMETER_VALUE)
         valid = {
@@ -507,6 +616,9 @@ class Marketplace:
         expire_at = _epoch(p["ExpireAt"])
         extended = expire_at > now
         self._conn.execute("UPDATE hits SET expiration = ? WHERE hit_id = ?", (max(expire_at, now), p["HITId"]))
+        if extended:  # open again: it may expire and become reviewable again
+            self._conn.execute("UPDATE hits SET expired_notified = 0, reviewable_notified = 0 WHERE hit_id = ?",
+                               (p["HITId"],))
         if extended:
             self._require_funds(now, "re-opening the HIT's remaining assignments")
             self._emit("HITExtended", now, p["HITId"])
@@ -533,8 +645,8 @@ class Marketplace:
                 "or more, which changes its fee. Create a new HIT instead.",
                 E.INVALID_MAX_ASSIGNMENTS_INCREASE,
             )
-        self._conn.execute("UPDATE hits SET max_assignments = max_assignments + ? WHERE hit_id = ?",
-                           (extra, p["HITId"]))
+        self._conn.execute("UPDATE hits SET max_assignments = max_assignments + ?, reviewable_notified = 0 "
+                           "WHERE hit_id = ?", (extra, p["HITId"]))
         self._require_funds(now, f"{extra} more assignments")
         self._remember_token("extend", token, p["HITId"], now)
         self._emit("HITExtended", now, p["HITId"])
@@ -900,8 +1012,11 @@ class Marketplace:
                              E.MISSING_PARAMETER)
         spec_json = json.dumps(spec) if spec is not None else current["specification"]
         active = p.get("Active", True if spec is not None or current is None else bool(current["active"]))
+        was_active = current is not None and bool(current["active"])
         self._conn.execute("INSERT OR REPLACE INTO notification_settings VALUES (?, ?, ?)",
                            (p["HITTypeId"], spec_json, int(active)))
+        if active and not was_active:
+            self._mark_hit_states_announced(p["HITTypeId"], now)
         return {}
 
     def _op_send_test_event_notification(self, p: dict, now: float) -> dict:
@@ -1248,6 +1363,15 @@ class Marketplace:
         with self._tx() as now:
             self._conn.execute("INSERT OR REPLACE INTO requester_keys VALUES (?, ?, ?)", (access_key, secret_key, now))
         return access_key, secret_key
+
+    def get_setting(self, key: str) -> str | None:
+        """A value the server keeps across restarts (e.g. the URL it was last served at)."""
+        with self._tx():
+            return self._meta("setting:" + key)
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._tx():
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", ("setting:" + key, value))
 
     def requester_keys(self) -> dict[str, str]:
         with self._tx():
