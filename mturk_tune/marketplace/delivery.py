@@ -23,7 +23,6 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,7 +36,7 @@ _AWS_SQS_HOST = re.compile(r"^(?:sqs\.(?P<region>[a-z0-9-]+)|(?P<legacy>[a-z0-9-
 _SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:(?P<region>[a-z0-9-]+):\d{12}:[\w-]+$")
 RETRY_AFTER_S = 5.0  # a failed send waits this long before the next try (per message)
 
-Sender = Callable[[str, str], None]  # (destination, message body) -> None; raises on failure
+Sender = Callable[[str, str, str], None]  # (transport, destination, message body); raises on failure
 
 
 class Undeliverable(Exception):
@@ -59,13 +58,6 @@ def _client_config():
     return Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
 
 
-@lru_cache(maxsize=32)
-def _cached_client(service: str, region: str, endpoint_url: str | None) -> Any:
-    import boto3
-
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=_client_config())
-
-
 def sqs_client_for(queue_url: str, **client_kwargs: Any) -> Any:
     """A boto3 SQS client that reaches the queue at ``queue_url``.
 
@@ -73,32 +65,53 @@ def sqs_client_for(queue_url: str, **client_kwargs: Any) -> Any:
     region; any other URL (ElasticMQ, LocalStack, moto's server) is used as the endpoint itself.
     Credentials come from the usual AWS chain unless given in ``client_kwargs``.
     """
+    import boto3
+
     parts = urlsplit(queue_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{queue_url!r} is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")
     match = _AWS_SQS_HOST.match(parts.hostname or "")
-    region = (match["region"] or match["legacy"]) if match else "us-east-1"
-    endpoint = None if match else f"{parts.scheme}://{parts.netloc}"
-    if client_kwargs:
-        import boto3
-
-        return boto3.client("sqs", region_name=client_kwargs.pop("region_name", region),
-                            endpoint_url=client_kwargs.pop("endpoint_url", endpoint),
-                            **{"config": _client_config(), **client_kwargs})
-    return _cached_client("sqs", region, endpoint)
+    kwargs = {
+        "region_name": (match["region"] or match["legacy"]) if match else "us-east-1",
+        "endpoint_url": None if match else f"{parts.scheme}://{parts.netloc}",
+        "config": _client_config(),
+        **client_kwargs,
+    }
+    return boto3.client("sqs", **kwargs)
 
 
-def send_with_boto3(transport: str, destination: str, body: str) -> None:
-    """Deliver one message the way MTurk did: SQS SendMessage or SNS Publish."""
-    if transport == "SQS":
-        sqs_client_for(destination).send_message(QueueUrl=destination, MessageBody=body)
-    elif transport == "SNS":
-        match = _SNS_ARN.match(destination)
-        if match is None:
-            raise Undeliverable(f"{destination!r} is not an SNS topic ARN")
-        _cached_client("sns", match["region"], None).publish(TopicArn=destination, Message=body)
-    else:
-        raise Undeliverable(f"the embedded marketplace cannot send {transport} notifications; use SQS or SNS")
+class Boto3Sender:
+    """Delivers one message the way MTurk did: SQS SendMessage or SNS Publish.
+
+    Clients are made on first use and kept per destination host, by this sender only (a client
+    made outside a moto mock would not be mocked, so none is shared across marketplaces).
+    """
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, service: str, destination: str) -> Any:
+        key = (service, urlsplit(destination).netloc if service == "sqs" else destination.split(":")[3])
+        with self._lock:
+            if key not in self._clients:
+                if service == "sqs":
+                    self._clients[key] = sqs_client_for(destination)
+                else:
+                    import boto3
+
+                    self._clients[key] = boto3.client("sns", region_name=key[1], config=_client_config())
+            return self._clients[key]
+
+    def __call__(self, transport: str, destination: str, body: str) -> None:
+        if transport == "SQS":
+            self._client("sqs", destination).send_message(QueueUrl=destination, MessageBody=body)
+        elif transport == "SNS":
+            if _SNS_ARN.match(destination) is None:
+                raise Undeliverable(f"{destination!r} is not an SNS topic ARN")
+            self._client("sns", destination).publish(TopicArn=destination, Message=body)
+        else:
+            raise Undeliverable(f"the embedded marketplace cannot send {transport} notifications; use SQS or SNS")
 
 
 class NotificationDelivery:
@@ -110,10 +123,10 @@ class NotificationDelivery:
     threads: one delivers, the others ask it to go round once more.
     """
 
-    def __init__(self, market: Marketplace, send: Callable[[str, str, str], None] = send_with_boto3,
+    def __init__(self, market: Marketplace, send: Sender | None = None,
                  retry_after_s: float = RETRY_AFTER_S, batch: int = 100):
         self.market = market
-        self.send = send
+        self.send = send if send is not None else Boto3Sender()
         self.retry_after_s = retry_after_s
         self.batch = batch
         self._lock = threading.Lock()
@@ -160,7 +173,7 @@ class NotificationDelivery:
                 else:
                     self.market.notification_delivered(message["Seq"])
                     sent += 1
-            if len(messages) < self.batch:
+            if len(messages) < self.batch or failed:  # after a failure, wait for the next round
                 return sent, failed, given_up
 
     def attach(self) -> NotificationDelivery:
@@ -203,7 +216,7 @@ class NotificationDelivery:
             self.market.on_notification = None
 
 
-def attach_delivery(market: Marketplace, send: Callable[[str, str, str], None] = send_with_boto3
+def attach_delivery(market: Marketplace, send: Sender | None = None
                     ) -> NotificationDelivery:
     """Synchronous at-least-once delivery for ``market`` (idempotent: one deliverer per marketplace)."""
     existing = getattr(market, "delivery", None)
