@@ -2,18 +2,20 @@
 
 Order matters for "never lose an answer": the raw Answer XML is committed to the store first,
 then parsed. A malformed answer is kept with its parse error (the worker may still deserve pay);
-an answer stored by a run that crashed before parsing is parsed on the next run.
+an answer stored by a run that crashed before parsing is parsed on the next run. HITs that a
+crashed `publish` created but never recorded are found first (by annotation), so their answers
+are collected too.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 from .errors import AnswerParseError
 from .hits import parse_answer
-from .requester import Endpoint
+from .publishing import recover_pending_hits
+from .requester import Endpoint, run_pool
 from .store import Store
 
 ASSIGNMENT_STATUSES = ["Submitted", "Approved", "Rejected"]
@@ -35,6 +37,7 @@ def collect(
     concurrency: int = 4,
     progress: Callable[[int], None] | None = None,
 ) -> CollectResult:
+    recover_pending_hits(store, client, endpoint)
     hits = store.hits(round_=round_, endpoint=endpoint.label)
     known = store.known_assignment_ids()
     totals = {"assignments": 0, "ratings": 0, "errors": 0}
@@ -63,11 +66,10 @@ def collect(
         return new, ratings, errors
 
     hit_ids = [row["hit_id"] for row in hits]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for new, ratings, errors in pool.map(collect_hit, hit_ids):
-            totals["assignments"] += new
-            totals["ratings"] += ratings
-            totals["errors"] += errors
+    for new, ratings, errors in run_pool(collect_hit, hit_ids, concurrency):
+        totals["assignments"] += new
+        totals["ratings"] += ratings
+        totals["errors"] += errors
     return CollectResult(
         hits=len(hit_ids),
         new_assignments=totals["assignments"],
