@@ -85,7 +85,7 @@ def resolve_endpoint(name: str, production: bool = False) -> Endpoint:
 def retry_config(max_attempts: int = DEFAULT_MAX_ATTEMPTS, max_pool_connections: int = 64) -> BotoConfig:
     """At most `max_attempts` attempts per call, standard mode (see the module docstring)."""
     return BotoConfig(
-        retries={"max_attempts": max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
         max_pool_connections=max_pool_connections,
         connect_timeout=10,
         read_timeout=60,
