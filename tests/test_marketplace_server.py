@@ -267,6 +267,7 @@ def test_a_killed_server_restarts_on_the_same_database_and_the_assignment_comple
         worker.join(db, "AKILLTEST")
         task = worker.accept(hit_id)
         before = {h["HITId"]: h for h in client.list_hits()["HITs"]}
+        balance = client.get_account_balance()["AvailableBalance"]
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -274,7 +275,13 @@ def test_a_killed_server_restarts_on_the_same_database_and_the_assignment_comple
     process, url = _start(db)
     try:
         client = requester(url, key, secret)
+        # Everything recorded before the kill is there, field for field: HITs, their counts, the money held.
+        assert {h["HITId"]: h for h in client.list_hits()["HITs"]} == before
+        assert before[hit_id]["NumberOfAssignmentsPending"] == 1
+        assert client.get_account_balance()["AvailableBalance"] == balance
         worker.base = url  # the cookie is signed with a key kept in the database, so it still works
+        status, page, _ = worker.get("/")
+        assert status == 200 and "in progress" in page and task["assignmentId"] in page
         submit_url = url + urlsplit(task["turkSubmitTo"]).path + "/mturk/externalSubmit"
         status, body = anonymous_post(submit_url, [("assignmentId", task["assignmentId"]), ("rating__i1", "5")])
         assert status == 200, body
