@@ -88,7 +88,8 @@ def run_ours(model_dir: Path, examples: list[dict], args) -> dict:
 
     feedback = [FeedbackExample(**ex) for ex in examples]
     config = TuneConfig(scheme="exponential", temperature=1.0, learning_rate=2e-5, batch_size=args.batch_size,
-                        epochs=1, eval_fraction=0.0, eval_prompts=0, seed=0, max_length=512, threads=args.threads)
+                        epochs=1, eval_fraction=0.0, eval_prompts=0, seed=0, max_length=512, threads=args.threads,
+                        **({} if args.micro_batch_tokens is None else {"micro_batch_tokens": args.micro_batch_tokens}))
     with tempfile.TemporaryDirectory() as out:
         record = tune(str(model_dir), feedback, Path(out) / "run", config).record
     training = record["training"]
@@ -195,6 +196,8 @@ def run_worker(name: str, model_dir: Path, data: Path, work: Path, args) -> dict
     result = work / f"{name}.json"
     command = [sys.executable, __file__, "--worker", name, "--model", str(model_dir), "--data", str(data),
                "--result", str(result), "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+    if args.micro_batch_tokens is not None:
+        command += ["--micro-batch-tokens", str(args.micro_batch_tokens)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false",
            "ACCELERATE_USE_CPU": "true"}
     completed = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -232,6 +235,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=1, help="time each variant this many times, keep the best")
+    parser.add_argument("--micro-batch-tokens", type=int, default=None,
+                        help="ours: run micro-batches in pieces of at most this many padded tokens (0: no cap; "
+                             "default: tune's own, 2048 on CPU)")
     parser.add_argument("--skip-trl", action="store_true", help="time ours only")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -242,9 +248,9 @@ def main() -> None:
         worker_main(args)
         return
     if not args.skip_trl:
-        try:
-            import trl  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("trl") is None:
             raise SystemExit('benchmarks/tune.py compares against TRL: pip install "trl>=1.0" (or pass --skip-trl)')
 
     load_at_start = round(os.getloadavg()[0], 2)
@@ -275,9 +281,11 @@ def main() -> None:
     ours = results["ours"]
     peak = peak_flops(args.threads)
     flops = training_flops(ours["tokens"], ours["learned_tokens"], ours["tokens"] / args.texts)
-    cpu_seconds = ours["tokens"] / cpu_best["ours"]
-    mfu = flops / cpu_seconds / peak / args.threads if args.threads > 1 else flops / cpu_seconds / peak
-    print(f"ours: {flops / cpu_seconds / 1e9:.1f} GFLOP/s of model compute per CPU second; fp32 matmul peak "
+    # One thread: per second of CPU time, which other jobs on the machine do not stretch. Several threads: per
+    # wall-clock second, against the peak of that many threads.
+    seconds = ours["tokens"] / cpu_best["ours"] if args.threads == 1 else ours["seconds"]
+    mfu = flops / seconds / peak
+    print(f"ours: {flops / seconds / 1e9:.1f} GFLOP/s of model compute; fp32 matmul peak "
           f"{peak / 1e9:.1f} GFLOP/s on {args.threads} thread(s): MFU {mfu:.1%}; pad efficiency {ours['pad_efficiency']:.1%}")
 
     def ratio(numerator, denominator):

@@ -11,7 +11,7 @@ import torch
 
 from mturk_tune import tiny_corpus
 from mturk_tune.errors import ConfigError, InputFileError, ModelNotFound
-from mturk_tune.tune_data import FEEDBACK, plan_epoch, pad_efficiency, tokenize_examples
+from mturk_tune.tune_data import pad_efficiency, plan_epoch, tokenize_examples
 from mturk_tune.tune_loss import WeightedLMLoss, collate
 from mturk_tune.tuning import (
     FeedbackExample,
@@ -162,10 +162,15 @@ def test_four_accumulated_micro_batches_equal_one_big_batch(tiny_model, tmp_path
     common = dict(optimizer=optimizer, learning_rate=3e-3, eval_fraction=0.0, eval_prompts=0, epochs=2, warmup=0.2)
     small = tune(str(tiny_model), feedback, tmp_path / "accumulated", TuneConfig(batch_size=2, grad_accum=4, **common))
     big = tune(str(tiny_model), feedback, tmp_path / "big", TuneConfig(batch_size=8, grad_accum=1, **common))
+    # The same big batch run in pieces of at most 100 padded tokens (1-3 sequences each).
+    pieces = tune(str(tiny_model), feedback, tmp_path / "pieces",
+                  TuneConfig(batch_size=8, micro_batch_tokens=100, **common))
     assert small.record["training"]["steps"] == big.record["training"]["steps"] == 6
-    assert [h["loss"] for h in small.record["training"]["losses"]] == pytest.approx(
-        [h["loss"] for h in big.record["training"]["losses"]], rel=1e-5)
+    for run in (small, pieces):
+        assert [h["loss"] for h in run.record["training"]["losses"]] == pytest.approx(
+            [h["loss"] for h in big.record["training"]["losses"]], rel=1e-5)
     assert_same_weights(tmp_path / "accumulated", tmp_path / "big", atol=atol)
+    assert_same_weights(tmp_path / "pieces", tmp_path / "big", atol=atol)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -302,6 +307,31 @@ def test_bad_input_gives_one_line_errors(tiny_model, tmp_path):
         with pytest.raises(error, match=fragment) as raised:
             call()
         assert "\n" not in str(raised.value)
+
+
+def test_token_chunks_cap_the_padded_size_of_each_piece():
+    from mturk_tune.tuning import token_chunks
+
+    lengths = np.array([120, 50, 40, 40, 10, 5])
+    assert token_chunks(lengths, None) == [(0, 6)]
+    assert token_chunks(lengths, 100) == [(0, 1), (1, 3), (3, 5), (5, 6)]
+    for start, stop in token_chunks(lengths, 100)[1:]:
+        assert (stop - start) * lengths[start] <= 100
+
+
+def test_cpu_threads_follow_the_request_then_omp_then_free_cores(monkeypatch):
+    from mturk_tune.tuning import cpu_threads
+
+    assert cpu_threads(3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_threads(None) == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr("os.getloadavg", lambda: (3.2, 0.0, 0.0))
+    assert cpu_threads(None) == 5  # 8 cores, 3 busy
+    assert cpu_threads(None, local_processes=2) == 2
+    monkeypatch.setattr("os.getloadavg", lambda: (12.0, 0.0, 0.0))
+    assert cpu_threads(None) == 1
 
 
 def test_read_reference_from_jsonl_and_csv(tmp_path):
