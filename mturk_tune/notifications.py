@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 from botocore.exceptions import ClientError
 
 from .collecting import CollectResult, _parse_and_store, _parse_unparsed
+from .marketplace.delivery import sqs_client_for  # noqa: F401 - the SQS client for a queue URL, for callers
 from .requester import Endpoint
 from .store import Store
 
