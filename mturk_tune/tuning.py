@@ -207,6 +207,7 @@ def tune(
         return TuneResult(checkpoint=out_dir, record=json.loads((out_dir / RECORD_FILE).read_text()))
     train_items, eval_items, weights = _split_feedback(feedback, config)
 
+    _forget_accelerator_settings()
     accelerator = Accelerator(
         mixed_precision="bf16" if _use_bf16(config.bf16) else "no",
         step_scheduler_with_optimizer=False,  # we step the scheduler once per optimizer step ourselves
@@ -362,6 +363,17 @@ def _train(accelerator, base_model, feedback, out_dir, config, reference, proven
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TuneResult(checkpoint=out_dir, record=record)
+
+
+def _forget_accelerator_settings() -> None:
+    """accelerate keeps one process-wide state that a second Accelerator may not change (mixed precision) or
+    silently ignores (compilation): clear it so that each tune() call in a process gets its own settings. The
+    process group and device (PartialState) stay as they are."""
+    from accelerate.state import AcceleratorState
+
+    reset = getattr(AcceleratorState, "_reset_state", None)
+    if callable(reset):
+        reset(reset_partial_state=False)
 
 
 def token_chunks(lengths: np.ndarray, max_tokens: int | None) -> list[tuple[int, int]]:

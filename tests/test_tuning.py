@@ -173,6 +173,18 @@ def test_four_accumulated_micro_batches_equal_one_big_batch(tiny_model, tmp_path
     assert_same_weights(tmp_path / "pieces", tmp_path / "big", atol=atol)
 
 
+def test_gradient_checkpointing_and_bf16_change_memory_and_precision_not_the_result(tiny_model, tmp_path):
+    feedback = rated_examples(12)
+    plain = tune(str(tiny_model), feedback, tmp_path / "plain", sgd(epochs=2))
+    tune(str(tiny_model), feedback, tmp_path / "checkpointed", sgd(epochs=2, gradient_checkpointing=True))
+    assert_same_weights(tmp_path / "plain", tmp_path / "checkpointed", atol=1e-6)
+    # A later call in the same process may change mixed precision (accelerate's process-wide state is reset).
+    bf16 = tune(str(tiny_model), feedback, tmp_path / "bf16", sgd(epochs=2, bf16=True))
+    assert bf16.record["training"]["mixed_precision"] == "bf16"
+    assert plain.record["training"]["mixed_precision"] == "fp32"
+    assert bf16.record["training"]["final_loss"] == pytest.approx(plain.record["training"]["final_loss"], rel=0.02)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Batching
 
