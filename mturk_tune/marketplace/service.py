@@ -151,6 +151,7 @@ class Marketplace:
         # delivery.py hangs its deliverer here. The state machine itself never sends anything.
         self.on_notification: Callable[[], None] | None = None
         self._queued = False
+        self._touched: set[str] = set()  # HITs whose assignments changed in the current transaction
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -195,6 +196,7 @@ class Marketplace:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             self._queued = False
+            self._touched = set()
             try:
                 now = _epoch(self.now())
                 self._advance(now)
@@ -320,6 +322,7 @@ class Marketplace:
     # ------------------------------------------------------------------ notifications
 
     def _emit(self, event_type: str, now: float, hit_id: str, assignment_id: str | None = None) -> None:
+        self._touched.add(hit_id)
         row = self._one(
             "SELECT n.specification, h.hit_type_id FROM hits h JOIN notification_settings n USING (hit_type_id) "
             "WHERE h.hit_id = ? AND n.active",
@@ -362,26 +365,33 @@ class Marketplace:
         """HITExpired and HITReviewable, once per transition, for HIT types with notifications on.
 
         Both states are derived from the clock and the assignments, so they are checked at the end
-        of every transaction (cheap: only HITs of subscribed types not yet announced are looked at).
+        of every transaction. Only two kinds of HIT can have changed: those whose assignments this
+        transaction touched (a last submission makes a live HIT reviewable) and expired ones not yet
+        announced; the rest are never looked at.
         """
         if self._one("SELECT 1 FROM notification_settings WHERE active LIMIT 1") is None:
             return
+        touched = sorted(self._touched)
+        marks = ",".join("?" * len(touched))
         rows = self._q(
-            _HIT_QUERY + " WHERE NOT disposed AND hit_type_id IN (SELECT hit_type_id FROM notification_settings "
-            "WHERE active) AND ((expiration <= :now AND NOT expired_notified) OR "
-            "(hit_status = 'Reviewable' AND NOT reviewable_notified)) ORDER BY seq",
-            {"now": now},
+            _HIT_QUERY.replace(":now", "?") + " WHERE NOT disposed AND (expiration <= ? AND NOT "
+            f"(expired_notified AND reviewable_notified) OR hit_id IN ({marks})) AND hit_type_id IN "
+            "(SELECT hit_type_id FROM notification_settings WHERE active) ORDER BY seq",
+            (now, now, *touched),
         )
         for row in rows:
-            if row["expiration"] <= now and not row["expired_notified"]:
+            expired = row["expiration"] <= now and not row["expired_notified"]
+            reviewable = row["hit_status"] == "Reviewable" and not row["reviewable_notified"]
+            if expired:
                 self._emit("HITExpired", now, row["hit_id"])
-            if row["hit_status"] == "Reviewable" and not row["reviewable_notified"]:
+            if reviewable:
                 self._emit("HITReviewable", now, row["hit_id"])
-            self._conn.execute(
-                "UPDATE hits SET expired_notified = expired_notified OR ?, "
-                "reviewable_notified = reviewable_notified OR ? WHERE hit_id = ?",
-                (int(row["expiration"] <= now), int(row["hit_status"] == "Reviewable"), row["hit_id"]),
-            )
+            if expired or reviewable:
+                self._conn.execute(
+                    "UPDATE hits SET expired_notified = expired_notified OR ?, "
+                    "reviewable_notified = reviewable_notified OR ? WHERE hit_id = ?",
+                    (int(expired), int(reviewable), row["hit_id"]),
+                )
 
     def _mark_hit_states_announced(self, hit_type_id: str, now: float) -> None:
         """When notifications start, HITs already expired or reviewable are not announced again."""
