@@ -27,9 +27,12 @@ from typing import Any, Callable, Sequence
 from botocore.exceptions import ClientError
 
 from .collecting import CollectResult, _parse_and_store, _parse_unparsed
-from .marketplace.delivery import sqs_client_for  # noqa: F401 - the SQS client for a queue URL, for callers
+from .marketplace.delivery import sqs_client_for
 from .requester import Endpoint
 from .store import Store
+
+__all__ = ["QueueCollectResult", "collect_from_queue", "parse_event_document", "send_test_event", "sqs_client_for",
+           "subscribe"]
 
 NOTIFICATION_VERSION = "2014-08-15"
 DEFAULT_EVENT_TYPES = ("AssignmentSubmitted",)
@@ -90,7 +93,7 @@ def parse_event_document(body: str) -> dict | None:
         return None
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
         return parse_event_document(doc["Message"])
-    if not isinstance(doc, dict) or not isinstance(doc.get("EventDocId"), str) or not isinstance(doc.get("Events"), list):
+    if not (isinstance(doc, dict) and isinstance(doc.get("EventDocId"), str) and isinstance(doc.get("Events"), list)):
         return None
     if not all(isinstance(e, dict) and isinstance(e.get("EventType"), str) for e in doc["Events"]):
         return None

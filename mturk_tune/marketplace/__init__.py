@@ -4,7 +4,9 @@
 - ``protocol.handle``: MTurk's JSON wire protocol over a Marketplace.
 - ``local.local_client``: a real boto3 mturk client answered in-process (``--endpoint local``).
 - ``moto_backend.register``: the Marketplace as moto's ``mturk`` backend (tests; needs moto).
-- ``server``: the requester API and invited workers' pages over HTTP (``python -m mturk_tune.marketplace.server``).
+- ``server``: the requester API and invited workers' pages over HTTP (``mturk-tune marketplace serve``).
+- ``delivery``: event notifications sent to SQS/SNS at least once, from every transport.
+- ``people``: serve the open HITs to invited people until they have done them (``demo --serve``).
 - ``crowd``: simulated workers with known behaviour.
 """
 
