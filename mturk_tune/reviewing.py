@@ -192,9 +192,12 @@ class _Reviewer:
         return "applied"
 
     def _finish(self, step: _Step, outcome: str, status: str | None, result: dict) -> str:
-        self.store.finish_action(step.token, "done", {**result, "outcome": outcome})
+        # The assignment's status first: a crash between the two leaves the step open, and the
+        # next run looks at the marketplace again, which is harmless; the other order could leave
+        # a finished approval on an assignment the store still calls Submitted.
         if status is not None:
             self.store.set_assignment_status(step.params["assignment"], status)
+        self.store.finish_action(step.token, "done", {**result, "outcome": outcome})
         return "skipped" if outcome == "done" else "moot"
 
 
@@ -371,7 +374,7 @@ def apply_extension(store: Store, client, plan: ExtensionPlan) -> int:
                     if _is_request_error(exc):
                         store.finish_action(token, "failed", _error(exc))
                     raise
+        store.set_hit_max_assignments(hit_id, target)  # before the action is closed (see _Reviewer._finish)
         store.finish_action(token, "done", {"max_assignments": target})
-        store.set_hit_max_assignments(hit_id, target)
         done += 1
     return done
