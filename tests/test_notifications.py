@@ -267,6 +267,24 @@ def test_a_crash_between_storing_and_deleting_loses_nothing_and_stores_nothing_t
     assert len(ws.store.known_assignment_ids()) == 2 and len(ratings(ws.store)) == 4
 
 
+def test_an_sns_topic_feeding_the_queue_works_too(tmp_path, aws):
+    mturk, sqs, queue_url, market = aws
+    sns = boto3.client("sns", region_name="us-east-1")
+    topic = sns.create_topic(Name="mturk-events")["TopicArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)  # SNS wraps each message in its envelope
+    ws = init_workspace(tmp_path / "ws", model="builtin:tiny")
+    ws.store.add_batch("b1", 0, "builtin:tiny", {}, [{"id": "i0", "prompt_id": "p", "prompt": "x", "text": "t",
+                                                      "model": "m"}])
+    settings = replace(ws.config, "publish", items_per_hit=1, assignments=1).publish
+    subscribe(mturk, mturk.create_hit_type(**hit_type_params(settings))["HITTypeId"], topic, transport="SNS")
+    publish(ws.store, mturk, SANDBOX, settings, plan_publish(ws.store, SANDBOX, settings))
+    work_every_hit(market, workers=["ASNSWORKER"])
+
+    result = collect_from_queue(ws.store, mturk, sqs, queue_url, SANDBOX, wait_seconds=0)
+    assert (result.messages, result.new_assignments, result.new_ratings) == (1, 1, 1)
+
+
 # ------------------------------------------------------------------ delivery: at least once
 
 
