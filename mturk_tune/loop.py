@@ -306,15 +306,16 @@ def run_loop(
     preference: str | Preference | Callable[[str], float] | None = None,
     crowd: CrowdSection | None = None,
     gold: Sequence[GoldItem] | None = None,
+    auto_gold: int = 12,
     tune_overrides: Mapping[str, Any] | None = None,
     evaluate_final: bool = True,
     echo: Callable[[str], None] | None = None,
 ) -> LoopResult:
     """Run the closed loop until `rounds` rounds are tuned (see the module docstring); resumable.
 
-    `review` on: the [quality] policy approves or rejects each assignment (with gold items when `gold` is
-    given or [publish] gold_file/gold_rate say so) and only approved ratings are aggregated; off: every
-    rating is. `method` defaults to [aggregate] method. `preference` is the simulated crowd's hidden
+    `review` on: the [quality] policy approves or rejects each assignment and only approved ratings are
+    aggregated; off: every rating is. Gold items go into HITs at [publish] gold_rate: `gold` when given,
+    else [publish] gold_file, else `auto_gold` items labelled by the hidden preference (`builtin_gold`). `method` defaults to [aggregate] method. `preference` is the simulated crowd's hidden
     preference (a spec, see preferences.py); a workspace remembers the first one it ran with and refuses
     another. `crowd` defaults to the [crowd] section. `tune_overrides` go over the [tune] section.
     """
@@ -326,9 +327,12 @@ def run_loop(
     echo = echo or (lambda line: None)
     store = ws.store
     chosen = _remembered_preference(store, preference, crowd or ws.config.crowd)
-    gold = gold if gold is not None else _configured_gold(ws)
+    if gold is None:
+        gold = _configured_gold(ws, chosen, auto_gold)
     loop = _Loop(ws, prompts, review=review, method=method or ws.config.aggregate.method, preference=chosen,
                  crowd=crowd or ws.config.crowd, gold=gold, tune_overrides=tune_overrides or {}, echo=echo)
+    if store.current_round() >= rounds:
+        echo(f"{rounds} rounds already tuned (the workspace is at round {store.current_round()})")
     while store.current_round() < rounds:
         loop.run_round(store.current_round())
     if evaluate_final:
@@ -356,11 +360,13 @@ def _remembered_preference(store: Store, preference, crowd: CrowdSection) -> Pre
     return chosen
 
 
-def _configured_gold(ws: Workspace) -> list[GoldItem] | None:
+def _configured_gold(ws: Workspace, preference: Preference, auto_gold: int) -> list[GoldItem] | None:
     settings = ws.config.publish
-    if settings.gold_rate > 0 and settings.gold_file:
+    if settings.gold_rate <= 0:
+        return None
+    if settings.gold_file:
         return publishing.read_gold(ws.root / settings.gold_file)
-    return None
+    return builtin_gold(preference, count=auto_gold) if auto_gold > 0 else None
 
 
 def _local_publish_settings(ws: Workspace):
