@@ -216,9 +216,12 @@ def _client(ws: Workspace, endpoint_name: str | None, production: bool):
 @click.option("--concurrency", type=click.IntRange(min=1, max=64), help="API calls in flight at once.")
 @click.option("--gold", "gold_file", help="JSONL of gold items with known ratings to mix into HITs.")
 @click.option("--gold-rate", type=click.FloatRange(0, 1, max_open=True), help="Share of each HIT given to gold items.")
+@click.option("--notify", "notify_queue", metavar="QUEUE_URL",
+              help="Send each submitted assignment's notification to this SQS queue (read by 'collect --from-queue').")
 @click.option("--yes", is_flag=True, help="Skip the typed confirmation for production (scripts).")
 @click.pass_context
-def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id: str | None, yes: bool, **options: Any) -> None:
+def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id: str | None, notify_queue: str | None,
+            yes: bool, **options: Any) -> None:
     """Turn a batch into HITs (sandbox by default; production only with --production).
 
     \b
@@ -244,6 +247,15 @@ def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id
     check_budget(plan, settings.max_cost)
     if ep.is_production:
         _confirm_production(client, plan.cost, yes)
+    if notify_queue:
+        from .notifications import subscribe
+        from .publishing import hit_type_params
+
+        # Subscribed before any HIT exists, so no submission goes unannounced. Identical
+        # parameters give the identical HIT type, so this is the type publish uses.
+        hit_type_id = client.create_hit_type(**hit_type_params(settings))["HITTypeId"]
+        subscribe(client, hit_type_id, notify_queue)
+        click.echo(f"notifications of HIT type {hit_type_id} go to {notify_queue}")
     with progress_bar(plan.hit_count, "publishing") as update:
         result = publish_plan(ws.store, client, ep, settings, plan, progress=update)
     click.echo(
@@ -272,18 +284,39 @@ def _confirm_production(client, cost, yes: bool) -> None:
 @endpoint_options
 @click.option("--round", "round_", type=int, help="Only HITs of this round (default: all).")
 @click.option("--concurrency", type=click.IntRange(min=1, max=64), help="API calls in flight at once.")
+@click.option("--from-queue", "queue_url", metavar="QUEUE_URL",
+              help="Read submissions from this SQS queue's notifications instead of listing every HIT.")
+@click.option("--wait", "wait_seconds", type=click.IntRange(0, 20), default=2, show_default=True,
+              help="With --from-queue: seconds to wait for a message before taking the queue as empty.")
 @click.pass_context
-def collect(ctx: click.Context, endpoint: str | None, production: bool, round_: int | None, concurrency: int | None) -> None:
+def collect(ctx: click.Context, endpoint: str | None, production: bool, round_: int | None, concurrency: int | None,
+            queue_url: str | None, wait_seconds: int) -> None:
     """Fetch every submitted assignment, store its raw answer, parse its ratings. Safe to re-run.
 
+    With --from-queue, only the assignments named by notifications in the queue are fetched
+    (publish with --notify QUEUE_URL); repeated or late notifications store nothing twice.
+
     \b
-    Example:
+    Examples:
       mturk-tune collect --endpoint local
+      mturk-tune collect --from-queue https://sqs.us-east-1.amazonaws.com/123456789012/mturk-events
     """
     from .collecting import collect as collect_all
 
     ws = _workspace(ctx)
     ep, client = _client(ws, endpoint, production)
+    if queue_url:
+        from .notifications import collect_from_queue, sqs_client_for
+
+        if round_ is not None:
+            raise UserError("--round does not apply to --from-queue: the queue names the assignments to collect")
+        result = collect_from_queue(ws.store, client, sqs_client_for(queue_url), queue_url, ep, wait_seconds=wait_seconds)
+        click.echo(
+            f"{result.messages} notifications read ({result.duplicates} repeated, {result.ignored} left for others): "
+            f"{result.new_assignments} new assignments, {result.new_ratings} ratings, "
+            f"{result.parse_errors} unparseable answers (kept raw)"
+        )
+        return
     hits = ws.store.hits(round_=round_, endpoint=ep.label)
     with progress_bar(len(hits), "collecting") as update:
         result = collect_all(
@@ -551,16 +584,23 @@ def agreement(ctx: click.Context, level: str) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=9, show_default=True, help="Simulated workers.")
 @click.option("--spammers", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of simulated workers who answer at random.")
-def demo(workdir: Path, model: str, n_prompts: int, workers: int, spammers: float) -> None:
+@click.option("--serve", is_flag=True, help="You rate the texts in your browser instead of the simulated crowd.")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port of the worker pages with --serve (default 8765, else any).")
+def demo(workdir: Path, model: str, n_prompts: int, workers: int, spammers: float, serve: bool, port: int | None) -> None:
     """One whole round offline: tiny model, embedded marketplace, simulated crowd, aggregation, tune.
 
+    With --serve, the texts are rated by you: open the printed link in a browser on this machine,
+    rate every HIT, and the demo goes on by itself (Ctrl-C goes on with what you rated).
+
     \b
-    Example:
+    Examples:
       mturk-tune demo --workdir /tmp/mturk-demo
+      mturk-tune demo --workdir /tmp/mturk-people --serve --prompts 3
     """
     from .demo import run_demo
 
-    run_demo(workdir, model=model, n_prompts=n_prompts, workers=workers, spammers=spammers, echo=click.echo)
+    run_demo(workdir, model=model, n_prompts=n_prompts, workers=workers, spammers=spammers, echo=click.echo,
+             serve=serve, port=port)
 
 
 def _register_command_modules() -> None:

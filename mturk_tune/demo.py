@@ -43,8 +43,15 @@ def run_demo(
     workers: int = 9,
     spammers: float = 0.0,
     echo: Callable[[str], None] = print,
+    serve: bool = False,
+    port: int | None = None,
+    people: tuple[str, ...] = ("ARATER",),
 ) -> dict:
-    """Run init, generate, publish, simulate, collect, aggregate and tune; return a summary."""
+    """Run init, generate, publish, simulate, collect, aggregate and tune; return a summary.
+
+    ``serve``: the invited ``people`` rate in their browser (one assignment per person and HIT)
+    instead of the simulated crowd.
+    """
     from .collecting import collect
     from .crowd_runner import run_crowd
     from .generating import generate_batch
@@ -74,7 +81,7 @@ def run_demo(
 
     endpoint = resolve_endpoint(LOCAL_ENDPOINT)
     client = make_client(endpoint, marketplace_db=ws.marketplace_db)
-    settings = ws.config.publish
+    settings = replace(ws.config, "publish", assignments=len(people)).publish if serve else ws.config.publish
     plan = plan_publish(store, endpoint, settings, batch.batch_id)
     published = publish(store, client, endpoint, settings, plan)
     echo(
@@ -82,11 +89,22 @@ def run_demo(
         f"on the embedded marketplace; would cost ${published.cost} on MTurk"
     )
 
-    mix = {"careful": 1.0 - spammers, "spammer": spammers} if spammers else {"careful": 1.0}
-    crowd = replace(ws.config, "crowd", workers=workers).crowd
-    crowd = CrowdSection(workers=crowd.workers, seed=crowd.seed, mix=mix)
-    submitted = run_crowd(ws, crowd)
-    echo(f"[4/7] {workers} simulated workers submitted {submitted} assignments")
+    if serve:
+        from .marketplace.people import serve_to_people
+
+        echo("[4/7] your turn: open the link below in a browser on this machine and rate every HIT")
+        run = serve_to_people(ws.marketplace_db, workers=people, port=port, announce=lambda line: echo("        " + line))
+        echo(f"[4/7] you submitted {run.submitted} assignments" + ("" if run.finished else " (stopped early)"))
+        if run.submitted == 0:
+            echo("nothing was rated, so there is nothing to aggregate or tune; run the demo again to rate")
+            store.close()
+            return {"workspace": str(ws.root), "batch": batch.batch_id, "hits": published.created, "assignments": 0}
+    else:
+        mix = {"careful": 1.0 - spammers, "spammer": spammers} if spammers else {"careful": 1.0}
+        crowd = replace(ws.config, "crowd", workers=workers).crowd
+        crowd = CrowdSection(workers=crowd.workers, seed=crowd.seed, mix=mix)
+        submitted = run_crowd(ws, crowd)
+        echo(f"[4/7] {workers} simulated workers submitted {submitted} assignments")
 
     collected = collect(store, client, endpoint, concurrency=settings.concurrency)
     echo(f"[5/7] collected {collected.new_assignments} assignments -> {collected.new_ratings} ratings "
