@@ -285,6 +285,13 @@ def test_lora_adapter_and_merged_checkpoints(tiny_model, tmp_path):
     assert (adapter.checkpoint / "adapter_config.json").exists()
     assert not (adapter.checkpoint / "model.safetensors").exists()
     assert adapter.record["training"]["lora"] == {"r": 4, "merged": False}
+    from transformers import AutoModelForCausalLM
+
+    with_adapter = AutoModelForCausalLM.from_pretrained(adapter.checkpoint)  # base model + adapter, through peft
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    assert hasattr(with_adapter, "peft_config")
+    assert not torch.allclose(with_adapter(ids).logits, plain(ids).logits)
 
 
 # ---------------------------------------------------------------------------------------------------------
