@@ -353,6 +353,18 @@ def test_cpu_threads_follow_the_request_then_omp_then_free_cores(monkeypatch):
     assert cpu_threads(None) == 1
 
 
+def test_spec_entry_point_reports_bad_input_in_one_line_with_exit_code_2(tmp_path, capsys):
+    from mturk_tune.tuning import launch_command, main
+
+    assert main(["--spec", str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    (tmp_path / "bad.json").write_text('{"base_model": "x"}')
+    assert main(["--spec", str(tmp_path / "bad.json")]) == 2
+    assert "malformed" in capsys.readouterr().err
+    assert launch_command("torchrun --nproc_per_node 2", Path("s.json")) == [
+        "torchrun", "--nproc_per_node", "2", "-m", "mturk_tune.tuning", "--spec", "s.json"]
+
+
 def test_read_reference_from_jsonl_and_csv(tmp_path):
     jsonl = tmp_path / "reference.jsonl"
     jsonl.write_text('{"prompt": "Q: hi", "completion": " A: hello"}\n\n{"text": "A plain text."}\n')
