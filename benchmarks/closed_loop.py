@@ -5,20 +5,25 @@ items) for the same number of rounds, and differ only in the crowd and in what h
 
 - clean:      every worker careful; review with gold items, then mean aggregation;
 - filtered:   30% random spammers; the full quality pipeline (review rejects workers who fail the gold
-              items, hard-blocks those near chance, aggregation sees approved ratings only);
+              items and hard-blocks those near chance; aggregation sees approved ratings only);
 - unfiltered: the same 30% spammers; no review, plain mean of every rating.
 
-The crowd rates by a hidden preference (the share of words from a list of positive adjectives of the
-built-in model's corpus); the true reward of a round is that preference's mean over the round's
-generations, which the tuning never sees. Round 0 is the base model; round N is the model after N
-tunes (its generations are made for evaluation only).
+The crowd rates by a hidden preference: the share of words from the positive adjectives of the built-in
+model's corpus, reaching 1 when 30% of the words are such adjectives (``--target-share``). A round's true
+reward is that preference's mean over the round's generations, which the tuning never sees. Round 0 is
+the base model; round N is the model after N tunes (its generations are made for evaluation only).
 
-    python benchmarks/closed_loop.py                # the full benchmark (under 20 minutes, 1 CPU thread)
-    python benchmarks/closed_loop.py --rounds 1 --prompts 6 --samples 2   # a quick look
+Each arm is repeated with ``--replicates`` seeds (generation, crowd and tuning seeds all change together;
+the arms of one seed share them), and the JSON line reports the mean over seeds: one run of a tiny
+model on 384 texts moves by a few hundredths from seed to seed, about as much as the effect measured.
 
-Prints a table of true reward per round for each arm; the last line is a JSON object with ``clean``,
-``filtered`` and ``unfiltered`` (true reward per round, round 0 first) and ``filtered_gain_fraction``
-(the filtered arm's total gain over the clean arm's).
+    python benchmarks/closed_loop.py                 # the full benchmark: 3 arms x 5 seeds x 3 rounds
+    python benchmarks/closed_loop.py --replicates 1 --prompts 12 --samples 4 -v   # a quick look
+
+Prints the true reward per round of every arm and seed, per-round crowd figures, and the paths of the
+first seed's HTML reports; the last line is a JSON object with ``clean``, ``filtered`` and ``unfiltered``
+(mean true reward per round, round 0 first), ``filtered_gain_fraction`` (the filtered arm's total gain
+over the clean arm's) and ``unfiltered_gain_fraction``.
 """
 
 from __future__ import annotations
@@ -81,8 +86,8 @@ def workspace_settings(args) -> dict:
     }
 
 
-def run_arm(name: str, seed: int, args, root: Path) -> dict:
-    """One arm of one replicate: its own workspace, the loop for `args.rounds` rounds."""
+def run_arm(name: str, seed: int, args, root: Path, report: bool = False) -> dict:
+    """One arm of one replicate: its own workspace, the loop for `args.rounds` rounds (and its HTML report)."""
     import dataclasses
 
     from mturk_tune.config import CrowdSection
@@ -104,9 +109,14 @@ def run_arm(name: str, seed: int, args, root: Path) -> dict:
                       preference=preference, crowd=crowd, gold=builtin_gold(preference, count=args.gold_items),
                       echo=echo)
     seconds = time.perf_counter() - started
+    report_path = None
+    if report:
+        from mturk_tune.report import write_report
+
+        report_path = str(write_report(ws))
     ws.store.close()
     return {"name": name, "seed": seed, "true_reward": result.true_reward, "rounds": result.rounds,
-            "seconds": seconds, "workspace": str(ws.root)}
+            "seconds": seconds, "workspace": str(ws.root), "report": report_path}
 
 
 def mean_rewards(runs: list[dict]) -> list[float]:
@@ -209,14 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for seed in seeds:
         for name in arms:
-            run = run_arm(name, seed, args, root)
+            run = run_arm(name, seed, args, root, report=seed == seeds[0])
             runs.append(run)
             print(f"seed {seed} {name:>10}: true reward " + " ".join(f"{v:.3f}" for v in run["true_reward"])
                   + f"  ({run['seconds']:.0f} s)", flush=True)
     print()
     print_tables(runs, arms, args.rounds)
     summary = summarize(runs, arms, time.perf_counter() - started)
-    print(f"workspaces in {root}; total {summary['seconds']:.0f} s")
+    print(f"workspaces in {root}; total {summary['seconds']:.0f} s; reports of seed {seeds[0]}:")
+    for run in runs:
+        if run["report"]:
+            print(f"  {run['name']:>10}: {run['report']}")
     print(json.dumps(summary))
     return 0
 

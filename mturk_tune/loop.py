@@ -10,6 +10,9 @@ the current round (a batch exists; every item is in a created HIT; every HIT slo
 collected; no assignment waits for review; scores are saved; a checkpoint is recorded). Killing the loop
 and running it again continues where it stopped, and never publishes, pays or tunes twice.
 
+Every round samples with the same [generate] seed (common random numbers), so the difference between two
+rounds' true rewards comes from the model, not from the draw.
+
 Rounds: ``run_loop(ws, rounds=N)`` tunes rounds 0 .. N-1 (those not tuned yet), then generates one more
 batch from the last checkpoint (round N) for evaluation only: its true reward is logged and nothing is
 published. Asking later for N+1 rounds publishes that batch and goes on, as if the loop had never stopped.
@@ -148,6 +151,11 @@ class _Loop:
         self.client = make_client(self.endpoint, region=ws.config.publish.region, marketplace_db=ws.marketplace_db)
         self.publish_settings = _local_publish_settings(ws)
         self.steps_run: list[tuple[int, str]] = []
+
+    def close(self) -> None:
+        market = getattr(self.client.meta, "local_marketplace", None)
+        if market is not None:
+            market.close()
 
     def metric(self, round_: int, name: str, value: float | int | None) -> None:
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
@@ -331,12 +339,15 @@ def run_loop(
         gold = _configured_gold(ws, chosen, auto_gold)
     loop = _Loop(ws, prompts, review=review, method=method or ws.config.aggregate.method, preference=chosen,
                  crowd=crowd or ws.config.crowd, gold=gold, tune_overrides=tune_overrides or {}, echo=echo)
-    if store.current_round() >= rounds:
-        echo(f"{rounds} rounds already tuned (the workspace is at round {store.current_round()})")
-    while store.current_round() < rounds:
-        loop.run_round(store.current_round())
-    if evaluate_final:
-        loop.evaluate(store.current_round())
+    try:
+        if store.current_round() >= rounds:
+            echo(f"{rounds} rounds already tuned (the workspace is at round {store.current_round()})")
+        while store.current_round() < rounds:
+            loop.run_round(store.current_round())
+        if evaluate_final:
+            loop.evaluate(store.current_round())
+    finally:
+        loop.close()
     return LoopResult(
         workspace=ws.root,
         rounds=round_metrics(store),
