@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .config import CrowdSection
+from .errors import ConfigError
 from .workspace import Workspace
 
 
@@ -26,7 +27,10 @@ def run_crowd(
 
     chosen = load_preference(preference or getattr(settings, "preference", None) or DEFAULT_PREFERENCE)
     market = open_marketplace(ws.marketplace_db)
-    workers = make_crowd(settings.workers, dict(settings.mix), seed=settings.seed)
+    try:
+        workers = make_crowd(settings.workers, dict(settings.mix), seed=settings.seed)
+    except ValueError as exc:
+        raise ConfigError(f"[crowd] mix: {exc}") from None
     try:
         return SimulatedCrowd(market, workers, preference=chosen, seed=settings.seed).work(progress=progress)
     finally:

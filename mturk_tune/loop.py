@@ -334,11 +334,13 @@ def run_loop(
     started = time.perf_counter()
     echo = echo or (lambda line: None)
     store = ws.store
-    chosen = _remembered_preference(store, preference, crowd or ws.config.crowd)
+    crowd = crowd or ws.config.crowd
+    _check_crowd(crowd)
+    chosen = _remembered_preference(store, preference, crowd)
     if gold is None:
         gold = _configured_gold(ws, chosen, auto_gold)
     loop = _Loop(ws, prompts, review=review, method=method or ws.config.aggregate.method, preference=chosen,
-                 crowd=crowd or ws.config.crowd, gold=gold, tune_overrides=tune_overrides or {}, echo=echo)
+                 crowd=crowd, gold=gold, tune_overrides=tune_overrides or {}, echo=echo)
     try:
         if store.current_round() >= rounds:
             echo(f"{rounds} rounds already tuned (the workspace is at round {store.current_round()})")
@@ -356,6 +358,16 @@ def run_loop(
         steps_run=loop.steps_run,
         seconds=round(time.perf_counter() - started, 1),
     )
+
+
+def _check_crowd(crowd: CrowdSection) -> None:
+    """A crowd that cannot be made fails before anything is generated or published."""
+    from .marketplace.crowd import make_crowd
+
+    try:
+        make_crowd(crowd.workers, dict(crowd.mix), seed=crowd.seed)
+    except ValueError as exc:
+        raise ConfigError(f"[crowd] mix: {exc}") from None
 
 
 def _remembered_preference(store: Store, preference, crowd: CrowdSection) -> Preference:

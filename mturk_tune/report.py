@@ -68,7 +68,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bottom: 1px solid #d5dbe3; }
 table { border-collapse: collapse; font-size: .88rem; margin: .6rem 0; }
 th, td { padding: .25rem .6rem; border-bottom: 1px solid #e3e7ed; text-align: right; vertical-align: top; }
-th { background: #f2f5f9; } td.text, th.text { text-align: left; }
+th { background: #f2f5f9; } td.text, th.text { text-align: left; overflow-wrap: anywhere; }
 .muted { color: #5a6472; font-size: .9rem; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 figure { margin: .5rem 0; } figcaption { font-size: .85rem; color: #5a6472; max-width: 36rem; }

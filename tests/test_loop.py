@@ -221,4 +221,8 @@ def test_loop_refuses_nonsense_before_doing_anything(tmp_path, tiny_model_dir):
         run_loop(ws, 0, PROMPTS)
     with pytest.raises(ConfigError, match="unknown preference"):
         run_loop(ws, 1, PROMPTS, preference="vibes")
+    with pytest.raises(ConfigError, match="unknown worker kinds in mix: robot"):
+        run_loop(ws, 1, PROMPTS, preference="sentiment", crowd=CrowdSection(mix={"careful": 0.5, "robot": 0.5}))
     assert ws.store.counts()[0].batches == 0
+    # Nothing ran, so the workspace may still choose its hidden preference.
+    assert ws.store.get_meta("loop.preference") is None
