@@ -21,6 +21,7 @@ from typing import Callable
 import pandas as pd
 from botocore.exceptions import ClientError
 
+from .errors import SafetyError
 from .money import bonus_cost, format_dollars, parse_dollars
 from .requester import run_pool
 from .store import Store
@@ -208,12 +209,20 @@ def apply_review(
     soft_block_name: str = "mturk-tune-soft-block",
     progress: Callable[[int], None] | None = None,
     concurrency: int = 4,
+    max_cost: str | None = None,
 ) -> ReviewResult:
     """Record each decision, then make its calls; re-running after a crash finishes the rest.
+
+    `max_cost` (dollars) is a hard cap on the bonuses with their fees, checked before any call.
 
     Counts: `applied` calls made now, `skipped` calls found done (by an earlier run, or on the
     marketplace) or moot, `failed` calls the marketplace refused (retried by the next run).
     """
+    if max_cost is not None:
+        cost, cap = review_cost(decisions), parse_dollars(max_cost, "max cost")
+        if cost > cap:
+            raise SafetyError(f"the review's bonuses would cost ${format_dollars(cost)} with MTurk fees, over the cap "
+                              f"of ${format_dollars(cap)}: raise --max-cost or lower [quality] bonus_amount")
     reviewer = _Reviewer(store, client, soft_block_name)
     if (decisions.get("block", pd.Series(dtype=object)) == "soft").any():
         reviewer.soft_block_type()  # made once, before the threads start
@@ -311,9 +320,10 @@ class ExtensionPlan:
 
 
 def _unfinished_extensions(store: Store) -> dict[str, int]:
-    """HIT id -> size before, for extensions an earlier run started and did not record as done."""
+    """HIT id -> size before, for extensions an earlier run started and never heard back about
+    (refused ones are not retried unless the scores ask for them again)."""
     actions = store.actions_frame()
-    actions = actions[(actions["kind"] == "extend") & ~actions["state"].isin(FINISHED_STATES)]
+    actions = actions[(actions["kind"] == "extend") & (actions["state"] == "intent")]
     return {target: int(json.loads(params)["from"]) for target, params in zip(actions["target"], actions["params"])}
 
 

@@ -273,3 +273,95 @@ def test_killed_fifty_times_nothing_lost_nothing_twice(harness):
         if path.is_file():
             assert h.secret.encode() not in path.read_bytes(), path
     assert dangerous_windows["publish"] >= 1, "no kill landed between a remote create and the store's record"
+
+
+# ------------------------------------------------------------------ in-process crashes past MTurk's 24 hours
+
+
+class Crash(BaseException):
+    """The process dying right after a remote call went through, before the store heard of it."""
+
+
+@pytest.fixture
+def reviewed_market(tmp_path):
+    """Two HITs answered and collected on a local marketplace whose clock the test moves."""
+    from datetime import datetime, timedelta, timezone
+
+    from mturk_tune.collecting import collect
+    from mturk_tune.config import PublishSection
+    from mturk_tune.marketplace import local_client
+    from mturk_tune.publishing import plan_publish, publish
+    from mturk_tune.requester import resolve_endpoint
+
+    now = {"t": datetime.now(timezone.utc)}
+    market = Marketplace(tmp_path / "market.db", clock=lambda: now["t"])
+    client = local_client(market.db_path, marketplace=market)
+    store = Store.create(tmp_path / "state.db", model="m")
+    store.add_batch("b1", 0, "m", {}, [{"id": f"i{n}", "prompt_id": "p", "prompt": "", "text": f"a kind text {n}",
+                                        "model": "m"} for n in range(2)])
+    local, settings = resolve_endpoint("local"), PublishSection(endpoint="local", items_per_hit=1, assignments=2)
+    publish(store, client, local, settings, plan_publish(store, local, settings, "b1"))
+    SimulatedCrowd(market, make_crowd(2, {"careful": 1.0}, seed=1), seed=1).work()
+    collect(store, client, local)
+
+    def a_day_later() -> None:
+        now["t"] += timedelta(hours=25)
+
+    yield store, market, client, a_day_later
+    market.close()
+
+
+def test_a_bonus_paid_before_a_crash_is_not_paid_again_a_day_later(reviewed_market, monkeypatch):
+    from mturk_tune.quality import QualityPolicy
+    from mturk_tune.reviewing import _Reviewer, apply_review, plan_review
+
+    store, market, client, a_day_later = reviewed_market
+    assignments = store.assignments_frame()
+    first = assignments.iloc[0]
+    decision = {"assignment_id": first["assignment_id"], "hit_id": first["hit_id"], "worker": first["worker"],
+                "action": "approve", "reason": "gold accuracy 1.00", "feedback": "", "bonus": "0.50", "block": ""}
+    real_finish = _Reviewer._finish
+
+    def dies_after_the_bonus(self, step, *args):
+        if step.kind == "bonus":
+            raise Crash()
+        return real_finish(self, step, *args)
+
+    monkeypatch.setattr(_Reviewer, "_finish", dies_after_the_bonus)
+    import pandas as pd
+
+    with pytest.raises(Crash):
+        apply_review(store, client, pd.DataFrame([decision]), concurrency=1)
+    monkeypatch.undo()
+    a_day_later()  # MTurk has forgotten the bonus's UniqueRequestToken by now
+
+    # The next run finishes the recorded decision as recorded, whatever the policy says now.
+    plan = plan_review(store, QualityPolicy(bonus_amount="0.00"), round_=None)
+    assert plan.set_index("assignment_id").loc[first["assignment_id"], "bonus"] == "0.50"
+    result = apply_review(store, client, plan)
+    assert result.failed == 0
+    paid = market.list_bonus_payments(AssignmentId=first["assignment_id"])["BonusPayments"]
+    assert [p["BonusAmount"] for p in paid] == ["0.50"]
+    assert plan_review(store, QualityPolicy(), round_=None).empty
+
+
+def test_an_extension_bought_before_a_crash_is_not_bought_again_a_day_later(reviewed_market, monkeypatch):
+    from mturk_tune.reviewing import ExtensionPlan, apply_extension, plan_extension
+
+    store, market, client, a_day_later = reviewed_market
+    hit_id = store.hits()[0]["hit_id"]
+
+    def dies(*args):
+        raise Crash()
+
+    monkeypatch.setattr(store, "set_hit_max_assignments", dies)
+    with pytest.raises(Crash):
+        apply_extension(store, client, ExtensionPlan(hits={hit_id: 2}, items=[], extra_per_hit=1, cost=Decimal("0")))
+    monkeypatch.undo()
+    a_day_later()
+    plan = plan_extension(store, "mean", threshold=0.0, max_extra_assignments=0)
+    assert plan.hits == {hit_id: 2}  # the unfinished extension comes back whatever the scores say
+    assert apply_extension(store, client, plan) == 1
+    assert market.get_hit(HITId=hit_id)["HIT"]["MaxAssignments"] == 3
+    assert store.hits()[0]["max_assignments"] == 3
+    assert plan_extension(store, "mean", threshold=0.0, max_extra_assignments=0).hits == {}

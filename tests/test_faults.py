@@ -196,3 +196,18 @@ def test_the_cli_prints_one_line_when_retries_run_out(tmp_path, quick_retries, m
     last = result.output.strip().splitlines()[-1]
     assert "ThrottlingException" in last and "retries exhausted after 8 attempts" in last
     assert "Traceback" not in result.output
+
+
+def test_a_review_over_its_cost_cap_makes_no_call(tmp_path):
+    from mturk_tune.errors import SafetyError
+
+    class NoCalls:
+        def __getattr__(self, name):
+            raise AssertionError(f"{name} was called")
+
+    store = new_store(tmp_path, 2)
+    decisions = pd.DataFrame([{"assignment_id": f"A{n}", "hit_id": "H", "worker": f"W{n}", "action": "approve",
+                               "reason": "", "feedback": "", "bonus": "1.00", "block": ""} for n in range(3)])
+    with pytest.raises(SafetyError, match=r"\$3.60 with MTurk fees, over the cap of \$2.00"):
+        apply_review(store, NoCalls(), decisions, max_cost="2.00")
+    assert store.actions_frame().empty

@@ -199,11 +199,12 @@ def test_hostile_text_is_shown_as_text_on_the_hit_page(tmp_path, market):
     ]
     store = new_store(tmp_path, texts)
     client = local_client(market.db_path, marketplace=market)
-    publish(store, client, LOCAL, settings(items_per_hit=3), plan_publish(store, LOCAL, settings(items_per_hit=3), "b1"))
+    hostile = settings(items_per_hit=3, title='Rate </title><script>alert(1)</script>')
+    publish(store, client, LOCAL, hostile, plan_publish(store, LOCAL, hostile, "b1"))
     shown = {}
     for hit in remote_hits(market):
         html = market.get_question_html(hit["HITId"])
-        assert "<script>alert" not in html and "<img src=x" not in html
+        assert "<script>alert" not in html and "<img src=x" not in html and "</title><script>" not in html
         shown.update({item.item_id: item.text for item in read_form(html).items})
     # A worker reads exactly the generated text: nothing dropped, nothing evaluated.
     assert shown == {f"i{n:03d}": text for n, text in enumerate(texts)}
