@@ -33,7 +33,10 @@ from .errors import SafetyError
 
 SANDBOX_URL = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
 PRODUCTION_URL = "https://mturk-requester.us-east-1.amazonaws.com"
-DEFAULT_MAX_ATTEMPTS = 8
+# At 30% of calls throttled or failing, 8 attempts left about one run in twelve of a 300-call
+# test with a call that failed 8 times in a row (0.3**8 per call); 12 make that 0.3**12 = 5e-7.
+# botocore caps each wait at 20 s, so a call gives up after at most about two minutes.
+DEFAULT_MAX_ATTEMPTS = 12
 # Error codes botocore treats as throttling (botocore.retries.standard.ThrottledRetryableChecker).
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",

@@ -21,7 +21,7 @@ from mturk_tune.marketplace.faults import FaultPlan
 from mturk_tune.marketplace.server import run_in_thread
 from mturk_tune.money import bonus_cost, hit_cost, parse_dollars
 from mturk_tune.publishing import plan_publish, publish
-from mturk_tune.requester import describe_remote_error, make_client, resolve_endpoint
+from mturk_tune.requester import DEFAULT_MAX_ATTEMPTS, describe_remote_error, make_client, resolve_endpoint
 from mturk_tune.reviewing import ExtensionPlan, apply_extension, apply_review
 from mturk_tune.store import Store
 
@@ -173,9 +173,9 @@ def test_when_retries_run_out_the_error_says_so(tmp_path, quick_retries):
             client.get_account_balance()
     finally:
         stop()
-    assert len(quick_retries) == 7  # bounded: 8 attempts, then it gives up
+    assert len(quick_retries) == DEFAULT_MAX_ATTEMPTS - 1  # bounded: so many attempts, then it gives up
     message = describe_remote_error(excinfo.value)
-    assert message.startswith("retries exhausted after 8 attempts") and "re-run" in message
+    assert message.startswith(f"retries exhausted after {DEFAULT_MAX_ATTEMPTS} attempts") and "re-run" in message
 
 
 @pytest.mark.xfail(strict=True, reason="cli._remote_message does not yet append requester.describe_remote_error")
@@ -194,7 +194,7 @@ def test_the_cli_prints_one_line_when_retries_run_out(tmp_path, quick_retries, m
         stop()
     assert result.exit_code == 1
     last = result.output.strip().splitlines()[-1]
-    assert "ThrottlingException" in last and "retries exhausted after 8 attempts" in last
+    assert "ThrottlingException" in last and f"retries exhausted after {DEFAULT_MAX_ATTEMPTS} attempts" in last
     assert "Traceback" not in result.output
 
 
