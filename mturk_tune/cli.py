@@ -129,15 +129,28 @@ def init(ctx: click.Context, directory: Path | None, model: str | None, endpoint
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--round", "round_", type=int,
+              help="Trace one round: batches, HITs, assignments, ratings, workers, metrics, checkpoint.")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, round_: int | None) -> None:
     """Counts per round: batches, items, HITs, assignments, ratings, scores, checkpoints.
 
     \b
-    Example:
+    Examples:
       mturk-tune -w my-run status --json
+      mturk-tune -w my-run status --round 0
     """
     ws = _workspace(ctx)
+    if round_ is not None:
+        from .loop import format_trace, round_trace
+
+        trace = round_trace(ws.store, round_)
+        if as_json:
+            click.echo(json.dumps(trace, indent=2, default=str))
+        else:
+            for line in format_trace(trace):
+                click.echo(line)
+        return
     rows = [vars(c) for c in ws.store.counts()]
     if as_json:
         click.echo(json.dumps({"workspace": str(ws.root), "rounds": rows}, indent=2))

@@ -86,6 +86,11 @@ class CrowdSection:
     mix: Mapping[str, float] = opt(
         {"careful": 1.0}, "Share of each simulated worker kind: careful, noisy, biased, spammer, straightliner, ..."
     )
+    preference: str = opt(
+        "sentiment",
+        "Hidden preference the simulated crowd rates by: sentiment, target_words:W1,W2[@SHARE], "
+        "length_band:MIN-MAX or module:function.",
+    )
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,12 @@ def validate(config: Config, source: str = "config") -> None:
     parse_dollars(p.max_cost, f"{source}: [publish] max_cost")
     if not 0.0 <= p.gold_rate < 1.0:
         raise ConfigError(f"{source}: [publish] gold_rate must be in [0, 1), got {p.gold_rate}")
+    from .preferences import load_preference
+
+    try:
+        load_preference(config.crowd.preference)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: [crowd] preference: {exc}") from None
     for name, cls in _engine_sections().items():
         try:
             cls.from_dict(dict(getattr(config, name)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.resources
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -92,9 +93,16 @@ def render_hit_page(
     )
 
 
+# Characters XML 1.0 cannot carry at all, even in CDATA (a sampled byte token can produce them).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def html_question(page: str, frame_height: int = 0) -> str:
-    """Wrap a page as MTurk's HTMLQuestion XML. ']]>' in the page is split so CDATA stays closed."""
-    safe = page.replace("]]>", "]]]]><![CDATA[>")
+    """Wrap a page as MTurk's HTMLQuestion XML.
+
+    Characters XML cannot hold become U+FFFD, and ']]>' in the page is split so CDATA stays closed.
+    """
+    safe = _XML_INVALID.sub("\ufffd", page).replace("]]>", "]]]]><![CDATA[>")
     return (
         f'<HTMLQuestion xmlns="{HTML_QUESTION_NS}"><HTMLContent><![CDATA[{safe}]]></HTMLContent>'
         f"<FrameHeight>{int(frame_height)}</FrameHeight></HTMLQuestion>"

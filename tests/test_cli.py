@@ -86,6 +86,9 @@ def test_one_round_through_the_cli(workspace, prompts_file, tmp_path):
         "ratings": 12, "scores": 6, "checkpoints": 1,
     }
     assert Path(status[1]["model"]).is_dir()
+    trace = run("status", "--round", "0", workspace=ws)
+    assert trace.exit_code == 0, trace.output
+    assert "ratings 12" in trace.output and "checkpoint" in trace.output
 
 
 def test_production_without_flag_makes_no_call(workspace, prompts_file, monkeypatch):

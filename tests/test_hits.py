@@ -87,3 +87,11 @@ def test_duplicate_field_is_refused():
 def test_hostile_documents_raise_a_typed_error(document, reason):
     with pytest.raises(AnswerParseError, match=reason):
         answer_fields(document)
+
+
+def test_characters_xml_cannot_hold_are_replaced():
+    import xml.etree.ElementTree as ET
+
+    question = html_question(render_hit_page([HitItem(id="c1", text="bad \x16 byte \x00 and \ud800")]))
+    content = ET.fromstring(question).find("{*}HTMLContent").text
+    assert "bad \ufffd byte \ufffd and \ufffd" in content
