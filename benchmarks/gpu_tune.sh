@@ -81,7 +81,7 @@ with tempfile.TemporaryDirectory() as tmp:
     build_model(model_dir)
     feedback = examples(texts)
     config = TuneConfig(scheme="exponential", learning_rate=1e-4, batch_size=batch, max_length=max_length,
-                        epochs=1, eval_fraction=0.0, eval_prompts=0, bf16="auto", warmup=0.05,
+                        epochs=1, eval_fraction=0.0, eval_prompts=0, bf16="auto", warmup=0.05, save_every=0,
                         compile=os.environ["COMPILE"] == "1", gradient_checkpointing=os.environ["GRAD_CKPT"] == "1")
     print(f"{device_name}: GPT-2 {shape['n_layer']}x{shape['n_embd']}, vocab {shape['vocab_size']}, {texts} texts, "
           f"batch {batch}, compile={config.compile}, set up in {time.perf_counter() - started:.0f} s", flush=True)

@@ -111,7 +111,12 @@ def use_fused_activations(model: nn.Module) -> int:
     function (equal to within float rounding, ~2e-7). It saves time and the memory of the intermediate tensors
     kept for backward (a third of the activation memory of a small GPT-2). The module holds no weights and the
     config is unchanged, so checkpoints are unaffected. Returns how many activations were swapped."""
-    from transformers.activations import FastGELUActivation, GELUTanh, NewGELUActivation
+    from transformers.activations import FastGELUActivation, NewGELUActivation
+
+    try:
+        from transformers.activations import GELUTanh
+    except ImportError:  # transformers 4.x
+        from transformers.activations import PytorchGELUTanh as GELUTanh
 
     swapped = 0
     for parent in model.modules():
