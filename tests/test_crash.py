@@ -210,10 +210,10 @@ def test_killed_fifty_times_nothing_lost_nothing_twice(harness):
     h.crowd.work(max_assignments=N_HITS * ASSIGNMENTS - 20 - len(store.assignments_frame()))
     h.complete("collect")  # some slots stay open until the middle of the review phase
     # review, killed 15 times; halfway, the last answers arrive and are collected
-    left = phase("review", KILLS["review"] // 2 + left, lambda: min(2 * open_reviews() + 2, 16))
+    left = phase("review", KILLS["review"] // 2 + left, lambda: min(2 * open_reviews() + 2, 8))
     h.crowd.work()
     h.complete("collect")
-    left = phase("review", KILLS["review"] - KILLS["review"] // 2 + left, lambda: min(2 * open_reviews() + 2, 16))
+    left = phase("review", KILLS["review"] - KILLS["review"] // 2 + left, lambda: min(2 * open_reviews() + 2, 8))
     print(f"\nkills {dict(h.kills)}; seconds {dict((k, round(v, 1)) for k, v in h.seconds.items())}; "
           f"runs {len(h.logs)}; kills between a remote create and its record: {dangerous_windows['publish']}")
     assert left == 0 and sum(h.kills.values()) == sum(KILLS.values()), h.kills
