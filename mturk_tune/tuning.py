@@ -34,21 +34,19 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from mturk_tune import __version__
 from mturk_tune.errors import ConfigError, InputFileError, MturkTuneError
 from mturk_tune.tune_data import (
     FeedbackExample,
     ReferenceExample,
     TokenizedSet,
-    learned_tokens,
-    pad_efficiency,
     plan_epoch,
     rank_share,
     read_reference,
     step_coefficients,
     tokenize_examples,
 )
-from mturk_tune.weighting import SCHEMES, compute_weights, describe_scheme, summarize_weights
+from mturk_tune.tune_card import CARD_FILE, RECORD_FILE, json_default, model_card, run_record
+from mturk_tune.weighting import SCHEMES, compute_weights
 
 __all__ = [
     "SCHEMES", "TuneConfig", "TuneResult", "FeedbackExample", "ReferenceExample", "read_reference", "tune",
@@ -59,8 +57,6 @@ LR_SCHEDULES = ("linear", "cosine", "constant")
 OPTIMIZERS = ("adamw", "sgd")
 STATE_DIR = "training_state"
 CPU_MICRO_BATCH_TOKENS = 2048
-RECORD_FILE = "run_record.json"
-CARD_FILE = "README.md"
 # Config fields that may change between a killed run and its resume without changing the result.
 _RESUMABLE_CHANGES = {"threads", "save_every", "compile", "eval_prompts", "sample_max_new_tokens", "micro_batch_tokens",
                       "gradient_checkpointing"}
@@ -229,6 +225,7 @@ def _train(accelerator, base_model, feedback, out_dir, config, reference, proven
     import torch
     from accelerate.utils import DistributedType, gather_object, set_seed
 
+    from mturk_tune.tune_eval import evaluate
     from mturk_tune.tune_loss import WeightedLMLoss, collate
 
     world_size, rank = accelerator.num_processes, accelerator.process_index
@@ -268,7 +265,7 @@ def _train(accelerator, base_model, feedback, out_dir, config, reference, proven
     state = _load_progress(out_dir, config, fingerprint) if resume else None
     eval_before = samples_before = None
     if state is None and accelerator.is_main_process:
-        eval_before, samples_before = _evaluate(model, tokenizer, eval_items, train_items, config, device, tokenizer_pad)
+        eval_before, samples_before = evaluate(model, tokenizer, eval_items, train_items, config, device, tokenizer_pad)
 
     loss_module = WeightedLMLoss(model)
     loss_module, optimizer, scheduler = accelerator.prepare(loss_module, optimizer, scheduler)
@@ -347,17 +344,17 @@ def _train(accelerator, base_model, feedback, out_dir, config, reference, proven
             tuned.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         eval_model = tuned if not fsdp else _load_model(str(out_dir))[0].to(device)
-        eval_after, samples_after = _evaluate(eval_model, tokenizer, eval_items, train_items, config, device, tokenizer_pad)
-        record = _run_record(
+        eval_after, samples_after = evaluate(eval_model, tokenizer, eval_items, train_items, config, device, tokenizer_pad)
+        record = run_record(
             base_model=base_model, config=config, weights=weights, feedback=feedback, train_items=train_items,
             eval_items=eval_items, reference=reference, data=data, plans=plans, world_size=world_size,
             total_steps=total_steps, history=history, tokens=tokens_total, seconds=train_seconds,
             cpu_seconds=train_cpu_seconds,
             eval_before=eval_before, eval_after=eval_after, samples_before=samples_before,
             samples_after=samples_after, provenance=provenance, resumed_from=state["step"] if state else None,
-            accelerator=accelerator, digests=digests, checkpoint=out_dir,
+            accelerator=accelerator, digests=digests, checkpoint=out_dir, threads=torch.get_num_threads(),
         )
-        (out_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+        (out_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, default=json_default) + "\n")
         (out_dir / CARD_FILE).write_text(model_card(record))
         shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)  # the run is complete: nothing left to resume
     accelerator.wait_for_everyone()
@@ -403,12 +400,6 @@ def cpu_threads(requested: int | None, local_processes: int = 1) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
     return max(1, min(cores, cores - busy) // max(1, local_processes))
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _local_processes(accelerator) -> int:
@@ -524,83 +515,6 @@ def _use_bf16(setting) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Evaluation
-
-
-def _evaluate(model, tokenizer, eval_items, train_items, config, device, pad_id):
-    """Held-out loss on high- and low-rated items, and greedy samples for a few prompts (RNG left untouched)."""
-    import torch
-
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        losses = _held_out_losses(model, tokenizer, eval_items, config, device, pad_id)
-        prompts = _sample_prompts(eval_items, train_items, config.eval_prompts)
-        samples = generate_samples(model, tokenizer, prompts, config.sample_max_new_tokens, device)
-    return losses, samples
-
-
-def _held_out_losses(model, tokenizer, eval_items, config, device, pad_id) -> dict | None:
-    import torch
-
-    from mturk_tune.tune_loss import WeightedLMLoss, collate
-
-    if len(eval_items) < 2:
-        return None
-    ranked = sorted(eval_items, key=lambda ex: (ex.score, ex.task))
-    groups = {"low": ranked[: len(ranked) // 2], "high": ranked[len(ranked) // 2 :]}
-    scorer = WeightedLMLoss(model)
-    was_training = model.training
-    model.eval()
-    result = {}
-    with torch.no_grad():
-        for name, items in groups.items():
-            data = tokenize_examples(tokenizer, items, np.ones(len(items)), [], config.max_length)
-            order = np.argsort(-data.lengths, kind="stable")
-            sequence_losses = []
-            for start in range(0, order.size, config.batch_size):
-                share = order[start : start + config.batch_size]
-                batch = collate(data, share, [1.0] * share.size, pad_id).to(device)
-                sequence_losses.append(scorer(**batch.as_inputs())[1].float().cpu())
-            result[name] = {
-                "items": len(items),
-                "mean_score": float(np.mean([ex.score for ex in items])),
-                "loss": float(torch.cat(sequence_losses).mean()),
-            }
-    result["gap"] = result["low"]["loss"] - result["high"]["loss"]
-    model.train(was_training)
-    return result
-
-
-def _sample_prompts(eval_items, train_items, count: int) -> list[str]:
-    prompts: list[str] = []
-    for ex in list(eval_items) + list(train_items):
-        if len(prompts) >= count:
-            break
-        if ex.prompt not in prompts:
-            prompts.append(ex.prompt)
-    return prompts
-
-
-def generate_samples(model, tokenizer, prompts: list[str], max_new_tokens: int, device) -> list[dict]:
-    """Greedy continuations of `prompts` (left-padded, as padding_side is not saved with the tokenizer)."""
-    import torch
-
-    if not prompts:
-        return []
-    was_training = model.training
-    model.eval()
-    inputs = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with torch.no_grad():
-        output = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id, use_cache=True,
-        )
-    model.train(was_training)
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-    return [{"prompt": p, "completion": t} for p, t in zip(prompts, texts)]
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Checkpoints and resume
 
 
@@ -632,7 +546,7 @@ def _save_progress(accelerator, out_dir, step, config, fingerprint, history, clo
             "step": step, "config": config.to_dict(), "fingerprint": fingerprint, "history": history,
             **clock, "eval_before": eval_before, "samples_before": samples_before,
         }
-        (target / "progress.json").write_text(json.dumps(progress, default=_json_default))
+        (target / "progress.json").write_text(json.dumps(progress, default=json_default))
         for older in state_root.glob("step-*"):
             if older != target:
                 shutil.rmtree(older, ignore_errors=True)
@@ -678,128 +592,6 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Run record and model card
-
-
-def _run_record(*, base_model, config, weights, feedback, train_items, eval_items, reference, data, plans, world_size,
-                total_steps, history, tokens, seconds, cpu_seconds, eval_before, eval_after, samples_before, samples_after,
-                provenance, resumed_from, accelerator, digests, checkpoint) -> dict:
-    gap_before = eval_before["gap"] if eval_before else None
-    gap_after = eval_after["gap"] if eval_after else None
-    samples = [
-        {"prompt": before["prompt"], "before": before["completion"], "after": after["completion"]}
-        for before, after in zip(samples_before or [], samples_after or [])
-    ]
-    return {
-        "tool": {"name": "mturk-tune", "version": __version__},
-        "base_model": base_model,
-        "checkpoint": str(checkpoint),
-        "config": config.to_dict(),
-        "weighting": {**describe_scheme(config), "summary": summarize_weights(weights)},
-        "data": {
-            "rated_items": len(feedback),
-            "trained_items": len(train_items),
-            "held_out_items": len(eval_items),
-            "reference_examples": len(reference),
-            "sequences": len(data),
-            "tokens_per_epoch": int(data.lengths.sum()),
-            "learned_tokens_per_epoch": int(learned_tokens(data).sum()),
-        },
-        "training": {
-            "steps": total_steps,
-            "epochs": config.epochs,
-            "processes": world_size,
-            "cpu_threads": torch_threads(),
-            "device": str(accelerator.device),
-            "mixed_precision": "fp32" if accelerator.mixed_precision == "no" else str(accelerator.mixed_precision),
-            "lora": {"r": config.lora_r, "merged": config.lora_merge} if config.lora_r else None,
-            "tokens": tokens,
-            "seconds": round(seconds, 3),
-            "cpu_seconds": round(cpu_seconds, 3),  # this process's CPU time (all its threads) in the loop
-            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-            "pad_efficiency": round(pad_efficiency(data.lengths, plans, world_size), 4),
-            "resumed_from_step": resumed_from,
-            "final_loss": history[-1]["loss"] if history else None,
-            "losses": history,
-            "weights_digest_per_process": digests,
-        },
-        "eval": {"before": eval_before, "after": eval_after, "gap_before": gap_before, "gap_after": gap_after},
-        "samples": samples,
-        "provenance": provenance,
-    }
-
-
-_PROVENANCE_LABELS = {
-    "round": "Round", "batch": "Batch", "data": "Data", "ratings": "Ratings", "workers": "Workers",
-    "agreement": "Agreement (Krippendorff's alpha)", "aggregation": "Aggregation", "marketplace": "Marketplace",
-    "workspace": "Workspace",
-}
-
-
-def model_card(record: dict) -> str:
-    """A Hugging Face model card (README.md) naming the base model, data, weighting, ratings and tool version."""
-    base = record["base_model"]
-    front = ["---", "library_name: transformers", "tags:", "- mturk-tune", "- crowd-feedback", "- weighted-fine-tuning"]
-    if not base.startswith(("/", ".", "~", "builtin:")):
-        front.append(f"base_model: {base}")
-    front.append("---")
-    weighting = record["weighting"]
-    params = ", ".join(f"{k}={v}" for k, v in weighting.items() if k not in ("scheme", "summary"))
-    summary = weighting["summary"]
-    data, training, provenance = record["data"], record["training"], record["provenance"]
-    rows = [("Base model", base)]
-    for key, label in _PROVENANCE_LABELS.items():
-        if key in provenance:
-            rows.append((label, provenance[key]))
-    rows += [(k.replace("_", " ").capitalize(), v) for k, v in provenance.items() if k not in _PROVENANCE_LABELS]
-    rows += [
-        ("Rated items", f"{data['rated_items']} ({data['trained_items']} trained, {data['held_out_items']} held out)"),
-        ("Reference examples", data["reference_examples"]),
-        ("Weighting scheme", f"{weighting['scheme']} ({params})"),
-        ("Weights", f"mean {summary['mean']:.3f}, {summary['zero_weight_items']} items at zero, "
-                    f"worth {summary['effective_items']} equally weighted items"),
-        ("Loss", f"alpha={record['config']['alpha']} x reference + beta={record['config']['beta']} x weighted feedback"),
-        ("Training", f"{training['steps']} steps, {training['epochs']} epoch(s), {training['processes']} process(es), "
-                     f"{training['tokens']} tokens, {training['mixed_precision']} precision"),
-        ("LoRA", f"r={record['config']['lora_r']}, {'merged' if record['config']['lora_merge'] else 'adapter'}"
-                 if record["config"]["lora_r"] else "no (all weights trained)"),
-        ("Tool", f"mturk-tune {record['tool']['version']}"),
-    ]
-    lines = front + ["", "# Tuned with mturk-tune from crowd ratings", "",
-                     f"Fine-tuned from `{base}` on generations rated by crowd workers, each weighted by its "
-                     "aggregated score.", "", "| | |", "|---|---|"]
-    lines += [f"| {label} | {_cell(value)} |" for label, value in rows]
-    ev = record["eval"]
-    if ev["before"] and ev["after"]:
-        lines += ["", "## Held-out loss", "", "| | before | after |", "|---|---|---|"]
-        for group in ("high", "low"):
-            lines.append(f"| {group}-rated items ({ev['before'][group]['items']}) | "
-                         f"{ev['before'][group]['loss']:.4f} | {ev['after'][group]['loss']:.4f} |")
-        lines.append(f"| gap (low - high) | {ev['gap_before']:.4f} | {ev['gap_after']:.4f} |")
-    if record["samples"]:
-        lines += ["", "## Samples (greedy)", ""]
-        for sample in record["samples"]:
-            lines += [f"**Prompt:** {_cell(sample['prompt'])}", "",
-                      f"- before: {_cell(sample['before'])}", f"- after: {_cell(sample['after'])}", ""]
-    lines += ["", f"The full run record is in `{RECORD_FILE}`."]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -861,7 +653,7 @@ def write_spec(
         "resume": resume,
     }
     path = Path(path)
-    path.write_text(json.dumps(spec, default=_json_default))
+    path.write_text(json.dumps(spec, default=json_default))
     return path
 
 
