@@ -159,7 +159,10 @@ def make_client(endpoint: Endpoint, region: str = "us-east-1", marketplace_db: P
             raise SafetyError("the local endpoint needs a workspace (its marketplace lives in the workspace)")
         client = local_client(marketplace_db, config=config, faults=faults, **client_kwargs)
     else:
-        client = boto3.client("mturk", region_name=region, endpoint_url=endpoint.url, config=config, **client_kwargs)
+        # A session of its own: boto3's default session keeps the first credentials it resolved for
+        # the life of the process, so a library user switching keys would silently keep the old ones.
+        session = boto3.session.Session()
+        client = session.client("mturk", region_name=region, endpoint_url=endpoint.url, config=config, **client_kwargs)
     backoff = SharedBackoff()
     backoff.attach(client)
     client.meta.shared_backoff = backoff
