@@ -132,17 +132,32 @@ def tokenize_examples(
     completion's start, see `_fit`.
     """
     pairs = [(ex.prompt, ex.completion) for ex in feedback] + [(ex.prompt, ex.completion) for ex in reference]
+    # Stored completions are stripped, but the model wrote them after a space (GPT-2's "ĠWe", not "We"):
+    # tokenizing prompt and completion as one text puts the word boundary back where generation had it.
+    joined = [p + _separator(p, c) + c for p, c in pairs]
     prompts = tokenizer([p for p, _ in pairs], add_special_tokens=True)["input_ids"] if pairs else []
-    completions = tokenizer([c for _, c in pairs], add_special_tokens=False)["input_ids"] if pairs else []
+    whole = tokenizer(joined, add_special_tokens=True)["input_ids"] if pairs else []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     token_ids, prompt_lengths = [], []
-    for prompt_ids, completion_ids in zip(prompts, completions):
-        prompt_ids, completion_ids = _fit(list(prompt_ids), list(completion_ids) + eos, max_length)
+    for (prompt, completion), prompt_ids, whole_ids in zip(pairs, prompts, whole):
+        prompt_ids, whole_ids = list(prompt_ids), list(whole_ids)
+        if whole_ids[: len(prompt_ids)] == prompt_ids:
+            completion_ids = whole_ids[len(prompt_ids):]
+        else:  # the boundary merged into one token: fall back to tokenizing the parts apart
+            completion_ids = tokenizer(_separator(prompt, completion) + completion, add_special_tokens=False)["input_ids"]
+        prompt_ids, completion_ids = _fit(prompt_ids, list(completion_ids) + eos, max_length)
         token_ids.append(np.asarray(prompt_ids + completion_ids, dtype=np.int64))
         prompt_lengths.append(len(prompt_ids))
     kinds = np.array([FEEDBACK] * len(feedback) + [REFERENCE] * len(reference), dtype=np.int64)
     weights = np.concatenate([np.asarray(feedback_weights, dtype=np.float64), np.ones(len(reference))])
     return TokenizedSet(token_ids, np.asarray(prompt_lengths, dtype=np.int64), kinds, weights)
+
+
+def _separator(prompt: str, completion: str) -> str:
+    """The space generation put between a prompt and its (stripped) completion."""
+    if not prompt or not completion or prompt[-1].isspace() or completion[0].isspace():
+        return ""
+    return " "
 
 
 def _fit(prompt: list[int], completion: list[int], max_length: int) -> tuple[list[int], list[int]]:
