@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from .aggregation import METHODS
+from .tuning import SCHEMES
 from .config import ENDPOINTS, replace
 from .errors import MturkTuneError
 from .workspace import Workspace, init_workspace, open_workspace
@@ -401,7 +402,11 @@ def aggregate(ctx: click.Context, method: str | None, round_: int | None, answer
 
 @cli.command()
 @click.option("--method", help="Which aggregated scores to tune on (default from config).")
-@click.option("--scheme", help="Weighting scheme (see config.example.toml [tune]).")
+@click.option("--scheme", type=click.Choice(SCHEMES),
+              help="How scores become weights: normalized score, exponential (reward-weighted regression) "
+                   "or top_fraction (reward-ranked fine-tuning).")
+@click.option("--confidence-scaling/--no-confidence-scaling", default=None,
+              help="Multiply each weight by the item's aggregation confidence.")
 @click.option("--alpha", type=float, help="Weight of the supervised reference loss.")
 @click.option("--beta", type=float, help="Weight of the rating-weighted feedback loss.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the data.")
@@ -409,13 +414,21 @@ def aggregate(ctx: click.Context, method: str | None, round_: int | None, answer
 @click.option("--reference", type=click.Path(path_type=Path), help="Supervised reference data (JSONL/CSV).")
 @click.option("--lora-r", type=int, help="LoRA rank (0 = full fine-tuning).")
 @click.option("--resume", is_flag=True, help="Resume the round's interrupted run from its last checkpoint.")
+@click.option("--launch", "launcher", metavar="COMMAND",
+              help='Run under a launcher for several GPUs or nodes, e.g. "accelerate launch --num_processes 4".')
 @click.pass_context
-def tune(ctx: click.Context, method: str | None, reference: Path | None, resume: bool, **options: Any) -> None:
+def tune(ctx: click.Context, method: str | None, reference: Path | None, resume: bool, launcher: str | None,
+         **options: Any) -> None:
     """Fine-tune the round's model on its rated texts, weighted by score; opens the next round.
 
+    The loss is alpha * L_sup (on --reference) + beta * sum_i w_i * L(x_i) over the rated texts,
+    each text's loss the mean over its own completion tokens. The same run works on CPU, one GPU,
+    or several through --launch (DDP/FSDP via accelerate) with no other change.
+
     \b
-    Example:
+    Examples:
       mturk-tune tune --scheme exponential --beta 1.0 --epochs 1
+      mturk-tune tune --launch "accelerate launch --num_processes 4"
     """
     from .rounds import tune_round
 
@@ -430,7 +443,8 @@ def tune(ctx: click.Context, method: str | None, reference: Path | None, resume:
             done_so_far["update"](done - done_so_far["steps"])
             done_so_far["steps"] = done
 
-        result = tune_round(ws, overrides, method=method, reference=reference, resume=resume, progress=progress)
+        result = tune_round(ws, overrides, method=method, reference=reference, resume=resume, progress=progress,
+                            launcher=launcher)
     click.echo(f"round {result.round} tuned -> {result.checkpoint}; round {result.next_round} starts from it")
 
 

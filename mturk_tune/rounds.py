@@ -52,7 +52,9 @@ def tune_round(
     reference: Path | None = None,
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    launcher: str | None = None,
 ) -> TuneRoundResult:
+    """Tune in this process, or under `launcher` ("accelerate launch --num_processes 4", "torchrun ...")."""
     from .tuning import FeedbackExample, TuneConfig, read_reference, tune
 
     store = ws.store
@@ -73,16 +75,42 @@ def tune_round(
     base_model = store.round_model(round_)
     # One folder per round: a killed run is resumed in place with --resume.
     out_dir = ws.checkpoints_dir / f"round{round_}"
-    result = tune(
-        base_model,
-        feedback,
-        out_dir,
-        config,
-        reference=reference_examples,
-        provenance=round_provenance(ws, round_, method),
-        resume=resume,
-        progress=progress,
-    )
+    provenance = round_provenance(ws, round_, method)
+    if launcher:
+        result = _launch(launcher, base_model, feedback, out_dir, config, reference_examples, provenance, resume)
+    else:
+        result = tune(
+            base_model,
+            feedback,
+            out_dir,
+            config,
+            reference=reference_examples,
+            provenance=provenance,
+            resume=resume,
+            progress=progress,
+        )
     store.add_checkpoint(round_, str(result.checkpoint), base_model, result.record)
     next_round = store.start_round(str(result.checkpoint))
     return TuneRoundResult(round=round_, next_round=next_round, checkpoint=Path(result.checkpoint), record=result.record)
+
+
+def _launch(launcher, base_model, feedback, out_dir, config, reference, provenance, resume):
+    """Run the same tuning in several processes; every process reads one spec file."""
+    import json
+    import subprocess
+
+    from .errors import MturkTuneError
+    from .tuning import TuneResult, launch_command, write_spec
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = write_spec(out_dir / "tune_spec.json", base_model, feedback, out_dir, config,
+                      reference=reference, provenance=provenance, resume=resume)
+    command = launch_command(launcher, spec)
+    try:
+        completed = subprocess.run(command, check=False)
+    except FileNotFoundError:
+        raise MturkTuneError(f"launcher not found: {command[0]!r}; install it or pass --launch python") from None
+    record_path = out_dir / "run_record.json"
+    if completed.returncode != 0 or not record_path.exists():
+        raise MturkTuneError(f"'{' '.join(command)}' failed with exit code {completed.returncode}; see its output above")
+    return TuneResult(checkpoint=out_dir, record=json.loads(record_path.read_text()))
