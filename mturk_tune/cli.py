@@ -49,7 +49,11 @@ def _remote_message(exc: Exception, endpoint: str | None) -> str:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = err.get("TurkErrorCode") or err.get("Code", "")
-        return f"marketplace refused {exc.operation_name}: {code}: {err.get('Message', '')}".strip()
+        from .requester import describe_remote_error
+
+        message = f"marketplace refused {exc.operation_name}: {code}: {err.get('Message', '')}".strip()
+        extra = describe_remote_error(exc)
+        return f"{message} ({extra})" if extra else message
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -461,9 +465,12 @@ def _policy(ws: Workspace):
 @endpoint_options
 @click.option("--round", "round_", type=int, help="Round to review (default: all submitted assignments).")
 @click.option("--dry-run", is_flag=True, help="Only show the decisions; call nothing.")
+@click.option("--max-cost", help="Hard cap in dollars on bonuses with fees (default from config).")
+@click.option("--concurrency", type=click.IntRange(min=1, max=64), help="API calls in flight at once.")
 @click.option("--yes", is_flag=True, help="Skip the typed confirmation for production (scripts).")
 @click.pass_context
-def review(ctx: click.Context, endpoint: str | None, production: bool, round_: int | None, dry_run: bool, yes: bool) -> None:
+def review(ctx: click.Context, endpoint: str | None, production: bool, round_: int | None, dry_run: bool,
+           max_cost: str | None, concurrency: int | None, yes: bool) -> None:
     """Approve, reject, bonus and block by the [quality] policy; each action happens once.
 
     Shows every decision with its reason first. Without --dry-run the decisions are applied through
@@ -497,7 +504,8 @@ def review(ctx: click.Context, endpoint: str | None, production: bool, round_: i
         _confirm_production(client, cost, yes)
     with progress_bar(len(decisions), "reviewing") as update:
         result = apply_review(ws.store, client, decisions, soft_block_name=policy.soft_block_qualification_name,
-                              progress=update)
+                              progress=update, concurrency=concurrency or ws.config.publish.concurrency,
+                              max_cost=max_cost or ws.config.publish.max_cost)
     click.echo(f"applied {result.applied} actions, {result.skipped} already done, {result.failed} failed")
     if result.failed:
         raise RemoteError(f"{result.failed} actions failed; re-run 'mturk-tune review' to retry them")

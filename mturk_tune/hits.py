@@ -10,6 +10,7 @@ answer raises AnswerParseError with a reason; the caller keeps the raw document 
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import math
 import re
@@ -53,7 +54,9 @@ class ParsedAnswer:
     comment: str = ""
 
 
+@functools.lru_cache(maxsize=16)
 def _template_env(extra_dir: Path | None = None) -> jinja2.Environment:
+    # Cached: compiling the template per HIT was most of publish's client-side time.
     loaders: list[jinja2.BaseLoader] = []
     if extra_dir is not None:
         loaders.append(jinja2.FileSystemLoader(str(extra_dir)))

@@ -178,7 +178,6 @@ def test_when_retries_run_out_the_error_says_so(tmp_path, quick_retries):
     assert message.startswith(f"retries exhausted after {DEFAULT_MAX_ATTEMPTS} attempts") and "re-run" in message
 
 
-@pytest.mark.xfail(strict=True, reason="cli._remote_message does not yet append requester.describe_remote_error")
 def test_the_cli_prints_one_line_when_retries_run_out(tmp_path, quick_retries, monkeypatch):
     from mturk_tune.cli import cli
     from mturk_tune.workspace import init_workspace
