@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .aggregation import METHODS
 from .tuning import SCHEMES
-from .config import ENDPOINTS, replace
+from .config import replace
 from .errors import MturkTuneError
 from .workspace import Workspace, init_workspace, open_workspace
 

@@ -25,7 +25,6 @@ from defusedxml import DefusedXmlException
 from .errors import AnswerParseError, ConfigError
 
 # The MTurk document formats live with the marketplace, which speaks them on the other side.
-from .marketplace.documents import ANSWERS_NAMESPACE as ANSWER_NS
 from .marketplace.documents import HTML_QUESTION_NAMESPACE as HTML_QUESTION_NS
 from .marketplace.documents import build_answer_xml as _build_answer_xml
 

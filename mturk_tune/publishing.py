@@ -26,7 +26,7 @@ from .errors import SafetyError, WorkspaceError
 from .hits import HitItem, html_question, render_hit_page
 from .money import format_dollars, hit_cost, parse_dollars
 from .requester import Endpoint, run_pool
-from .store import Store, now_iso
+from .store import Store
 
 HIT_EXISTS_CODE = "AWS.MechanicalTurk.HitAlreadyExists"
 _HIT_ID_IN_MESSAGE = re.compile(r'HIT with ID "([A-Za-z0-9]{1,64})"')
@@ -215,29 +215,11 @@ def publish(
 
 
 def _claim_hits(store: Store, intents: Sequence[tuple]) -> None:
-    """All intents in one transaction (`Store.record_hit_intent` commits once per HIT, an fsync each)."""
-    if not intents:
-        return
-    created = now_iso()
-    with store.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO hits (request_token, hit_id, state, batch_id, round, endpoint, hit_type_id, max_assignments,"
-            " reward, created_at) VALUES (?, NULL, 'intent', ?, ?, ?, ?, ?, ?, ?)",
-            [(token, batch, round_, ep, ht, n, reward, created) for token, batch, round_, ep, ht, n, reward, _ in intents],
-        )
-        conn.executemany(
-            "INSERT INTO hit_items VALUES (?, ?, ?)",
-            [(i[0], item_id, pos) for i in intents for pos, item_id in enumerate(i[7])],
-        )
+    store.record_hit_intents(intents)
 
 
 def _mark_created(store: Store, pairs: Sequence[tuple[str, str]]) -> None:
-    done = now_iso()
-    with store.transaction() as conn:
-        conn.executemany(
-            "UPDATE hits SET hit_id = ?, state = 'created', completed_at = ? WHERE request_token = ? AND state = 'intent'",
-            [(hit_id, done, token) for token, hit_id in pairs],
-        )
+    store.mark_hits_created(pairs)
 
 
 class _CreatedWriter:

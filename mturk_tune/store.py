@@ -372,22 +372,39 @@ class Store:
         max_assignments: int, reward: str, item_ids: Sequence[str],
     ) -> None:
         """Claim items for a HIT before it is created; the token makes the remote call idempotent."""
+        self.record_hit_intents(
+            [(request_token, batch_id, round_, endpoint, hit_type_id, max_assignments, reward, item_ids)]
+        )
+
+    def record_hit_intents(self, intents: Sequence[tuple]) -> None:
+        """Claim many HITs in one transaction (one fsync): a crash leaves all of them or none.
+
+        Each intent is (request_token, batch_id, round, endpoint, hit_type_id, max_assignments, reward, item_ids).
+        """
+        if not intents:
+            return
+        created = now_iso()
         with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO hits (request_token, hit_id, state, batch_id, round, endpoint, hit_type_id, max_assignments, reward, created_at)"
-                " VALUES (?, NULL, 'intent', ?, ?, ?, ?, ?, ?, ?)",
-                (request_token, batch_id, round_, endpoint, hit_type_id, max_assignments, reward, now_iso()),
+            conn.executemany(
+                "INSERT INTO hits (request_token, hit_id, state, batch_id, round, endpoint, hit_type_id, max_assignments,"
+                " reward, created_at) VALUES (?, NULL, 'intent', ?, ?, ?, ?, ?, ?, ?)",
+                [(token, batch, round_, ep, ht, n, reward, created) for token, batch, round_, ep, ht, n, reward, _ in intents],
             )
             conn.executemany(
                 "INSERT INTO hit_items VALUES (?, ?, ?)",
-                [(request_token, item_id, pos) for pos, item_id in enumerate(item_ids)],
+                [(intent[0], item_id, pos) for intent in intents for pos, item_id in enumerate(intent[7])],
             )
 
     def mark_hit_created(self, request_token: str, hit_id: str) -> None:
+        self.mark_hits_created([(request_token, hit_id)])
+
+    def mark_hits_created(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Record (request_token, hit_id) outcomes in one transaction (group commit from many threads)."""
+        done = now_iso()
         with self.transaction() as conn:
-            conn.execute(
-                "UPDATE hits SET hit_id = ?, state = 'created', completed_at = ? WHERE request_token = ?",
-                (hit_id, now_iso(), request_token),
+            conn.executemany(
+                "UPDATE hits SET hit_id = ?, state = 'created', completed_at = ? WHERE request_token = ? AND state = 'intent'",
+                [(hit_id, done, token) for token, hit_id in pairs],
             )
 
     def set_hit_max_assignments(self, hit_id: str, max_assignments: int) -> None:

@@ -1,8 +1,6 @@
 """Loading models: the built-in offline model, local directories, hub names, and the errors for bad names."""
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 import torch
