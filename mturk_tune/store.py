@@ -337,7 +337,7 @@ class Store:
         return [r[0] for r in self.conn.execute(query, (() if round_ is None else (round_,)))]
 
     def items_frame(self, batch_id: str | None = None, round_: int | None = None) -> pd.DataFrame:
-        where, args = _where(batch_id=batch_id, round=round_)
+        where, args = _where({"batch_id": batch_id, "round": round_})
         return pd.read_sql_query(f"SELECT * FROM items{where} ORDER BY rowid", self.conn, params=args)
 
     def items_by_id(self, ids: Iterable[str]) -> dict[str, sqlite3.Row]:
@@ -428,16 +428,7 @@ class Store:
         ]
 
     def hits(self, round_: int | None = None, endpoint: str | None = None, created_only: bool = True) -> list[sqlite3.Row]:
-        clauses, args = [], []
-        if round_ is not None:
-            clauses.append("round = ?")
-            args.append(round_)
-        if endpoint is not None:
-            clauses.append("endpoint = ?")
-            args.append(endpoint)
-        if created_only:
-            clauses.append("state = 'created'")
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, args = _where({"round": round_, "endpoint": endpoint, "state": "created" if created_only else None})
         return list(self.conn.execute(f"SELECT * FROM hits{where} ORDER BY rowid", args))
 
     def items_of_hit(self, hit_id: str) -> list[str]:
@@ -516,16 +507,8 @@ class Store:
             " i.kind, i.gold_label, i.round FROM ratings r JOIN items i ON i.id = r.item_id"
             " JOIN assignments a ON a.assignment_id = r.assignment_id"
         )
-        clauses, args = [], []
-        if round_ is not None:
-            clauses.append("i.round = ?")
-            args.append(round_)
-        if kind is not None:
-            clauses.append("i.kind = ?")
-            args.append(kind)
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
-        return pd.read_sql_query(query + " ORDER BY r.rowid", self.conn, params=args)
+        where, args = _where({"i.round": round_, "i.kind": kind})
+        return pd.read_sql_query(query + where + " ORDER BY r.rowid", self.conn, params=args)
 
     # -- scores and checkpoints --------------------------------------------------------------
 
@@ -549,16 +532,8 @@ class Store:
             "SELECT s.item_id AS task, s.score AS label, s.confidence, s.n, s.spread, s.method, s.round,"
             " i.prompt, i.text, i.model, i.batch_id, i.kind FROM scores s JOIN items i ON i.id = s.item_id"
         )
-        clauses, args = [], []
-        if round_ is not None:
-            clauses.append("s.round = ?")
-            args.append(round_)
-        if method is not None:
-            clauses.append("s.method = ?")
-            args.append(method)
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
-        return pd.read_sql_query(query + " ORDER BY s.rowid", self.conn, params=args)
+        where, args = _where({"s.round": round_, "s.method": method})
+        return pd.read_sql_query(query + where + " ORDER BY s.rowid", self.conn, params=args)
 
     def add_checkpoint(self, round_: int, path: str, base_model: str, record: dict) -> int:
         with self.transaction() as conn:
@@ -649,7 +624,8 @@ class Store:
         return [RoundCounts(*row) for row in self.conn.execute(query)]
 
 
-def _where(**filters: Any) -> tuple[str, tuple]:
+def _where(filters: dict[str, Any]) -> tuple[str, tuple]:
+    """' WHERE a = ? AND b = ?' for the filters that are set (None means no filter)."""
     clauses = [(k, v) for k, v in filters.items() if v is not None]
     if not clauses:
         return "", ()
