@@ -34,6 +34,7 @@ from mturk_tune.marketplace.server import create_requester_key, run_in_thread
 from mturk_tune.money import bonus_cost, hit_cost, parse_dollars
 from mturk_tune.store import Store
 from mturk_tune.workspace import init_workspace
+from support import all_pages
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -133,17 +134,7 @@ class Harness:
         return False
 
     def remote_hits(self) -> list[dict]:
-        return _all(self.market, "list_hits", "HITs")
-
-
-def _all(market: Marketplace, method: str, key: str, **args) -> list[dict]:
-    rows, token = [], None
-    while True:
-        page = getattr(market, method)(**args, **({"NextToken": token} if token else {}), MaxResults=100)
-        rows += page[key]
-        token = page.get("NextToken")
-        if not token:
-            return rows
+        return all_pages(self.market, "list_hits", "HITs")
 
 
 @pytest.fixture
@@ -239,7 +230,7 @@ def test_killed_fifty_times_nothing_lost_nothing_twice(harness):
 
     # Every submitted assignment stored exactly once, with one rating per item.
     remote = {a["AssignmentId"]: a for hit in hits
-              for a in _all(h.market, "list_assignments_for_hit", "Assignments", HITId=hit["HITId"])}
+              for a in all_pages(h.market, "list_assignments_for_hit", "Assignments", HITId=hit["HITId"])}
     assert len(remote) == N_HITS * ASSIGNMENTS
     stored = store.assignments_frame()
     assert sorted(stored["assignment_id"]) == sorted(remote)
@@ -255,7 +246,7 @@ def test_killed_fifty_times_nothing_lost_nothing_twice(harness):
     assert len(decided) == len(remote)
 
     # No bonus paid twice, and exactly the bonuses decided.
-    bonuses = [b for hit in hits for b in _all(h.market, "list_bonus_payments", "BonusPayments", HITId=hit["HITId"])]
+    bonuses = [b for hit in hits for b in all_pages(h.market, "list_bonus_payments", "BonusPayments", HITId=hit["HITId"])]
     paid = Counter(b["AssignmentId"] for b in bonuses)
     assert paid and max(paid.values()) == 1
     decided_bonus = {json.loads(p)["assignment_id"] for p in decided["params"] if json.loads(p)["bonus"]}

@@ -24,6 +24,7 @@ from mturk_tune.publishing import plan_publish, publish
 from mturk_tune.requester import DEFAULT_MAX_ATTEMPTS, describe_remote_error, make_client, resolve_endpoint
 from mturk_tune.reviewing import ExtensionPlan, apply_extension, apply_review
 from mturk_tune.store import Store
+from support import all_pages
 
 KEY, SECRET = "AKIDFAULTTEST", "fault-test-secret"
 START_BALANCE = Decimal("10000.00")
@@ -57,16 +58,6 @@ def new_store(tmp_path, n_items: int = N_ITEMS) -> Store:
     store.add_batch("b1", 0, "m", {}, [{"id": f"i{n:03d}", "prompt_id": "p", "prompt": "Say something kind.",
                                         "text": f"a good and kind text {n}", "model": "m"} for n in range(n_items)])
     return store
-
-
-def all_remote(market: Marketplace, method: str, key: str, **args) -> list[dict]:
-    rows, token = [], None
-    while True:
-        page = getattr(market, method)(**args, **({"NextToken": token} if token else {}), MaxResults=100)
-        rows += page[key]
-        token = page.get("NextToken")
-        if not token:
-            return rows
 
 
 def decisions_for(assignments: pd.DataFrame) -> pd.DataFrame:
@@ -108,18 +99,18 @@ def test_every_operation_completes_with_30_percent_of_calls_failing(tmp_path, qu
     assert quick_retries, "no call was retried: the faults did not happen"
 
     # No HIT twice; the store knows every HIT and its size.
-    hits = all_remote(market, "list_hits", "HITs")
+    hits = all_pages(market, "list_hits", "HITs")
     assert len(hits) == len({h["RequesterAnnotation"] for h in hits}) == N_ITEMS // ITEMS_PER_HIT
     assert {h["HITId"]: h["MaxAssignments"] for h in hits} == {r["hit_id"]: r["max_assignments"] for r in store.hits()}
     # Every submitted assignment stored once, with its ratings, and reviewed as decided.
     remote = {a["AssignmentId"]: a["AssignmentStatus"] for h in hits
-              for a in all_remote(market, "list_assignments_for_hit", "Assignments", HITId=h["HITId"])}
+              for a in all_pages(market, "list_assignments_for_hit", "Assignments", HITId=h["HITId"])}
     stored = store.assignments_frame().set_index("assignment_id")
     assert set(remote) == set(stored.index) and len(store.ratings_frame()) == len(remote) * ITEMS_PER_HIT
     wanted = decisions.set_index("assignment_id")["action"].map({"approve": "Approved", "reject": "Rejected"})
     assert remote == wanted.to_dict() == stored["status"].to_dict()
     # Each bonus paid exactly once; the blocked worker blocked.
-    paid = {a: all_remote(market, "list_bonus_payments", "BonusPayments", AssignmentId=a) for a in remote}
+    paid = {a: all_pages(market, "list_bonus_payments", "BonusPayments", AssignmentId=a) for a in remote}
     bonused = set(decisions.loc[decisions["bonus"] != "", "assignment_id"])
     assert {a for a, p in paid.items() if p} == bonused and all(len(p) <= 1 for p in paid.values())
     assert [b["WorkerId"] for b in market.list_worker_blocks()["WorkerBlocks"]] == [sorted(decisions["worker"])[0]]
@@ -159,9 +150,9 @@ def test_dropped_connections_after_the_call_applied_duplicate_nothing(tmp_path, 
     finally:
         stop()
     assert len(dropped) >= 5
-    hits = all_remote(market, "list_hits", "HITs")
+    hits = all_pages(market, "list_hits", "HITs")
     assert len(hits) == len({h["RequesterAnnotation"] for h in hits}) == 10
-    bonuses = [b for h in hits for b in all_remote(market, "list_bonus_payments", "BonusPayments", HITId=h["HITId"])]
+    bonuses = [b for h in hits for b in all_pages(market, "list_bonus_payments", "BonusPayments", HITId=h["HITId"])]
     assert sorted(b["AssignmentId"] for b in bonuses) == sorted(decisions["assignment_id"])
     market.close()
 
