@@ -271,7 +271,7 @@ def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id
 
         # Subscribed before any HIT exists, so no submission goes unannounced. Identical
         # parameters give the identical HIT type, so this is the type publish uses.
-        hit_type_id = client.create_hit_type(**hit_type_params(settings))["HITTypeId"]
+        hit_type_id = client.create_hit_type(**hit_type_params(settings, ws.store))["HITTypeId"]
         subscribe(client, hit_type_id, notify_queue)
         click.echo(f"notifications of HIT type {hit_type_id} go to {notify_queue}")
     with progress_bar(plan.hit_count, "publishing") as update:

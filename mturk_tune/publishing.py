@@ -75,8 +75,13 @@ def request_token(endpoint: Endpoint, batch_id: str, item_ids: Sequence[str]) ->
     return f"mtt-{digest[:40]}"
 
 
-def hit_type_params(settings: PublishSection) -> dict:
-    return {
+def hit_type_params(settings: PublishSection, store: Store | None = None) -> dict:
+    """CreateHITType parameters; identical parameters give the identical HIT type.
+
+    Workers soft-blocked by review hold the workspace's soft-block qualification: HITs require it
+    to be absent, so those workers can neither see nor accept them.
+    """
+    params = {
         "AutoApprovalDelayInSeconds": settings.auto_approval_delay,
         "AssignmentDurationInSeconds": settings.assignment_duration,
         "Reward": format_dollars(parse_dollars(settings.reward, "reward")),
@@ -84,6 +89,13 @@ def hit_type_params(settings: PublishSection) -> dict:
         "Keywords": settings.keywords,
         "Description": settings.description,
     }
+    blocks = store.soft_block_qualifications() if store is not None else []
+    if blocks:
+        params["QualificationRequirements"] = [
+            {"QualificationTypeId": q, "Comparator": "DoesNotExist", "ActionsGuarded": "DiscoverPreviewAndAccept"}
+            for q in blocks
+        ]
+    return params
 
 
 def read_gold(path: Path) -> list[GoldItem]:
@@ -182,7 +194,7 @@ def publish(
        by one writer thread in group commits (a crash before the commit is recovered by step 2).
     """
     check_budget(plan, settings.max_cost)
-    params = hit_type_params(settings)
+    params = hit_type_params(settings, store)
     hit_type_id = client.create_hit_type(**params)["HITTypeId"]
     store.record_hit_type(hit_type_id, endpoint.label, params)
     batch_round = store.batch_round(plan.batch_id)

@@ -559,6 +559,13 @@ class Store:
         ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
+    def soft_block_qualifications(self) -> list[str]:
+        """Ids of the soft-block qualification types review has created (HITs require their absence)."""
+        rows = self.conn.execute(
+            "SELECT result FROM actions WHERE kind = 'qualification_type' AND state = 'done' ORDER BY rowid"
+        )
+        return [json.loads(row[0])["QualificationTypeId"] for row in rows if row[0]]
+
     def record_action_intent(self, request_token: str, kind: str, target: str, params: dict) -> None:
         with self.transaction() as conn:
             conn.execute(

@@ -96,3 +96,24 @@ def test_extend_adds_assignments_once(reviewed_round):
     assert "extended 2 HITs" in out.output
     sizes = sorted(h["max_assignments"] for h in reviewed_round.store.hits())
     assert sizes.count(6) == 2
+
+
+def test_soft_blocked_workers_cannot_take_the_next_hits(reviewed_round):
+    from mturk_tune.marketplace.errors import MTurkError
+    from mturk_tune.marketplace.local import open_marketplace
+
+    ws = reviewed_round.root
+    assert run(ws, "review").exit_code == 0
+    actions = reviewed_round.store.actions_frame()
+    soft = set(actions.loc[actions["kind"] == "soft_block", "target"])
+    assert soft, "review soft-blocked nobody"
+    reviewed_round.store.add_batch("b-next", 0, "m", {}, [
+        {"id": f"n{k}", "prompt_id": "p", "prompt": "x", "text": f"text {k}", "model": "m"} for k in range(4)])
+    out = run(ws, "publish", "--batch", "b-next", "--items-per-hit", "4", "--assignments", "2")
+    assert out.exit_code == 0, out.output
+    market = open_marketplace(reviewed_round.marketplace_db)
+    new_hit = reviewed_round.store.hits()[-1]["hit_id"]
+    for worker in soft:
+        assert new_hit not in {h["HITId"] for h in market.list_available_hits(worker)}
+        with pytest.raises(MTurkError):
+            market.accept_hit(new_hit, worker)
