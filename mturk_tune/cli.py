@@ -216,9 +216,10 @@ def endpoint_options(fn: Callable) -> Callable:
 
 
 def _client(ws: Workspace, endpoint_name: str | None, production: bool):
-    from .requester import make_client, resolve_endpoint
+    from .requester import check_reachable, make_client, resolve_endpoint
 
     endpoint = resolve_endpoint(endpoint_name or ws.config.publish.endpoint, production=production)
+    check_reachable(endpoint, region=ws.config.publish.region)
     client = make_client(endpoint, region=ws.config.publish.region, marketplace_db=ws.marketplace_db)
     return endpoint, client
 

@@ -169,6 +169,27 @@ def make_client(endpoint: Endpoint, region: str = "us-east-1", marketplace_db: P
     return client
 
 
+def check_reachable(endpoint: Endpoint, region: str = "us-east-1", connect_timeout: float = 5.0) -> None:
+    """Fail in seconds, not after a minute of retries, when a remote endpoint cannot be reached.
+
+    Only a connection failure counts: any answer from the service (even an error or a throttle)
+    means the endpoint is there, and the real calls then retry as usual.
+    """
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    if endpoint.is_local:
+        return
+    config = BotoConfig(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=connect_timeout,
+                        read_timeout=30)
+    client = boto3.session.Session().client("mturk", region_name=region, endpoint_url=endpoint.url, config=config)
+    try:
+        client.get_account_balance()
+    except EndpointConnectionError:
+        raise
+    except ClientError:
+        pass
+
+
 def describe_remote_error(exc: Exception) -> str | None:
     """' (gave up after N attempts ...)' when botocore stopped retrying a call, else None.
 

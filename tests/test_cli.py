@@ -151,3 +151,16 @@ def test_aggregate_any_csv_outside_a_workspace(tmp_path):
     assert list(scores.columns[:2]) == ["label", "confidence"]
     assert scores.loc["t1", "label"] == pytest.approx(14 / 3)
     assert scores.loc["t2", "n"] == 2
+
+
+def test_an_unreachable_endpoint_fails_in_seconds(workspace, monkeypatch):
+    import time
+
+    workspace.store.add_batch("b", 0, "m", {}, [{"id": "i1", "prompt_id": "p", "prompt": "x", "text": "t", "model": "m"}])
+    started = time.monotonic()
+    # Port 9 on loopback: nothing listens, so the connection is refused at once.
+    result = run("publish", "--endpoint", "http://127.0.0.1:9", workspace=workspace.root)
+    assert result.exit_code == 1
+    assert "could not reach" in result.output and len(result.output.strip().splitlines()) == 1
+    assert time.monotonic() - started < 20
+    assert json.loads(run("status", "--json", workspace=workspace.root).output)["rounds"][0]["hits"] == 0
