@@ -215,6 +215,13 @@ def endpoint_options(fn: Callable) -> Callable:
     return fn
 
 
+def resolve_label(ws: Workspace, endpoint_name: str | None) -> str:
+    """The store's label of an endpoint, without creating a client (dry runs call nothing)."""
+    from .requester import resolve_endpoint
+
+    return resolve_endpoint(endpoint_name or ws.config.publish.endpoint, production=True).label
+
+
 def _client(ws: Workspace, endpoint_name: str | None, production: bool):
     from .requester import check_reachable, make_client, resolve_endpoint
 
@@ -272,7 +279,7 @@ def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id
 
         # Subscribed before any HIT exists, so no submission goes unannounced. Identical
         # parameters give the identical HIT type, so this is the type publish uses.
-        hit_type_id = client.create_hit_type(**hit_type_params(settings, ws.store))["HITTypeId"]
+        hit_type_id = client.create_hit_type(**hit_type_params(settings, ws.store, ep))["HITTypeId"]
         subscribe(client, hit_type_id, notify_queue)
         click.echo(f"notifications of HIT type {hit_type_id} go to {notify_queue}")
     with progress_bar(plan.hit_count, "publishing") as update:
@@ -487,7 +494,9 @@ def review(ctx: click.Context, endpoint: str | None, production: bool, round_: i
 
     ws = _workspace(ctx)
     policy = _policy(ws)
-    decisions = plan_review(ws.store, policy, round_)
+    ep, client = _client(ws, endpoint, production) if not dry_run else (None, None)
+    label = ep.label if ep else resolve_label(ws, endpoint)
+    decisions = plan_review(ws.store, policy, round_, endpoint=label)
     if decisions.empty:
         click.echo("no submitted assignments waiting for review")
         return
@@ -500,13 +509,12 @@ def review(ctx: click.Context, endpoint: str | None, production: bool, round_: i
     if dry_run:
         click.echo("dry run: nothing was sent")
         return
-    ep, client = _client(ws, endpoint, production)
-    if ep.is_production and cost > 0:
+    if ep.is_production:  # rejections and blocks touch real workers even when no money moves
         _confirm_production(client, cost, yes)
     with progress_bar(len(decisions), "reviewing") as update:
         result = apply_review(ws.store, client, decisions, soft_block_name=policy.soft_block_qualification_name,
                               progress=update, concurrency=concurrency or ws.config.publish.concurrency,
-                              max_cost=max_cost or ws.config.publish.max_cost)
+                              max_cost=max_cost or ws.config.publish.max_cost, endpoint=ep.label)
     click.echo(f"applied {result.applied} actions, {result.skipped} already done, {result.failed} failed")
     if result.failed:
         raise RemoteError(f"{result.failed} actions failed; re-run 'mturk-tune review' to retry them")
@@ -535,7 +543,8 @@ def extend(ctx: click.Context, endpoint: str | None, production: bool, threshold
     from .reviewing import apply_extension, plan_extension
 
     ws = _workspace(ctx)
-    plan = plan_extension(ws.store, method or ws.config.aggregate.method, threshold, max_extra)
+    ep, client = _client(ws, endpoint, production)
+    plan = plan_extension(ws.store, method or ws.config.aggregate.method, threshold, max_extra, endpoint=ep.label)
     if not plan.hits:
         click.echo(f"no item below confidence {threshold}: nothing to extend")
         return
@@ -544,7 +553,6 @@ def extend(ctx: click.Context, endpoint: str | None, production: bool, threshold
                f"${format_dollars(plan.cost)} with fees (cap ${format_dollars(cap)})")
     if plan.cost > cap:
         raise SafetyError(f"extending would cost ${format_dollars(plan.cost)}, over the cap ${format_dollars(cap)}")
-    ep, client = _client(ws, endpoint, production)
     if ep.is_production:
         _confirm_production(client, plan.cost, yes)
     done = apply_extension(ws.store, client, plan)

@@ -205,11 +205,12 @@ class _Loop:
         self.metric(round_, "alpha", _alpha(ratings))
 
     def do_review(self, round_: int) -> None:
-        decisions = reviewing.plan_review(self.store, self.policy, round_)
+        decisions = reviewing.plan_review(self.store, self.policy, round_, endpoint=self.endpoint.label)
         if decisions.empty:
             return
         result = reviewing.apply_review(self.store, self.client, decisions,
-                                        soft_block_name=self.policy.soft_block_qualification_name)
+                                        soft_block_name=self.policy.soft_block_qualification_name,
+                                        endpoint=self.endpoint.label)
         counts = decisions["action"].value_counts()
         blocked = decisions.loc[decisions["block"] == "hard", "worker"].nunique()
         self.echo(f"round {round_}: review approved {counts.get('approve', 0)}, rejected {counts.get('reject', 0)} "

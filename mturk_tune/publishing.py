@@ -75,7 +75,7 @@ def request_token(endpoint: Endpoint, batch_id: str, item_ids: Sequence[str]) ->
     return f"mtt-{digest[:40]}"
 
 
-def hit_type_params(settings: PublishSection, store: Store | None = None) -> dict:
+def hit_type_params(settings: PublishSection, store: Store | None = None, endpoint: Endpoint | None = None) -> dict:
     """CreateHITType parameters; identical parameters give the identical HIT type.
 
     Workers soft-blocked by review hold the workspace's soft-block qualification: HITs require it
@@ -89,7 +89,7 @@ def hit_type_params(settings: PublishSection, store: Store | None = None) -> dic
         "Keywords": settings.keywords,
         "Description": settings.description,
     }
-    blocks = store.soft_block_qualifications() if store is not None else []
+    blocks = store.soft_block_qualifications(endpoint.label) if store is not None and endpoint is not None else []
     if blocks:
         params["QualificationRequirements"] = [
             {"QualificationTypeId": q, "Comparator": "DoesNotExist", "ActionsGuarded": "DiscoverPreviewAndAccept"}
@@ -194,7 +194,7 @@ def publish(
        by one writer thread in group commits (a crash before the commit is recovered by step 2).
     """
     check_budget(plan, settings.max_cost)
-    params = hit_type_params(settings, store)
+    params = hit_type_params(settings, store, endpoint)
     hit_type_id = client.create_hit_type(**params)["HITTypeId"]
     store.record_hit_type(hit_type_id, endpoint.label, params)
     batch_round = store.batch_round(plan.batch_id)

@@ -64,19 +64,28 @@ def _recorded_decisions(store: Store) -> pd.DataFrame:
     return pd.DataFrame(rows)[[*DECISION_COLUMNS, "state"]]
 
 
-def plan_review(store: Store, policy, round_: int | None = None) -> pd.DataFrame:
+def plan_review(store: Store, policy, round_: int | None = None, endpoint: str | None = None) -> pd.DataFrame:
     """What `apply_review` will do: unfinished decisions of earlier runs (as recorded), then
-    decisions for every submitted assignment not decided yet (one row each, with reasons)."""
+    decisions for every submitted assignment not decided yet (one row each, with reasons).
+
+    Signals use every rating; with `endpoint` (a label such as "local"), only that marketplace's
+    assignments are decided, since the calls go there.
+    """
     from .quality import decide
 
     recorded = _recorded_decisions(store)
     unfinished = recorded[~recorded["state"].isin(FINISHED_STATES)][DECISION_COLUMNS]
     ratings, assignments, gold = review_inputs(store, round_)
+    if endpoint is not None:
+        on_endpoint = {row["hit_id"] for row in store.hits(endpoint=endpoint)}
+        unfinished = unfinished[unfinished["hit_id"].isin(on_endpoint)]
+    else:
+        on_endpoint = set(assignments["hit_id"])
     if ratings.empty:
         return unfinished.reset_index(drop=True)
     decisions = decide(ratings, assignments, gold, policy)
     status = assignments.set_index("assignment_id")["status"]
-    pending = decisions["assignment_id"].map(status).eq("Submitted")
+    pending = decisions["assignment_id"].map(status).eq("Submitted") & decisions["hit_id"].isin(on_endpoint)
     new = decisions[pending & ~decisions["assignment_id"].isin(recorded["assignment_id"])]
     frames = [f for f in (unfinished, new) if len(f)]
     if not frames:
@@ -123,13 +132,13 @@ def _steps(decision: dict) -> list[_Step]:
 class _Reviewer:
     """Applies recorded decisions through one client; thread-safe per assignment."""
 
-    def __init__(self, store: Store, client, soft_block_name: str):
-        self.store, self.client, self.soft_block_name = store, client, soft_block_name
+    def __init__(self, store: Store, client, soft_block_name: str, endpoint: str):
+        self.store, self.client, self.soft_block_name, self.endpoint = store, client, soft_block_name, endpoint
         self._soft_block_type: str | None = None
 
     def soft_block_type(self) -> str:
         if self._soft_block_type is None:
-            self._soft_block_type = _soft_block_type(self.store, self.client, self.soft_block_name)
+            self._soft_block_type = _soft_block_type(self.store, self.client, self.soft_block_name, self.endpoint)
         return self._soft_block_type
 
     def call(self, step: _Step, token: str) -> dict:
@@ -210,6 +219,7 @@ def apply_review(
     progress: Callable[[int], None] | None = None,
     concurrency: int = 4,
     max_cost: str | None = None,
+    endpoint: str = "",
 ) -> ReviewResult:
     """Record each decision, then make its calls; re-running after a crash finishes the rest.
 
@@ -223,7 +233,7 @@ def apply_review(
         if cost > cap:
             raise SafetyError(f"the review's bonuses would cost ${format_dollars(cost)} with MTurk fees, over the cap "
                               f"of ${format_dollars(cap)}: raise --max-cost or lower [quality] bonus_amount")
-    reviewer = _Reviewer(store, client, soft_block_name)
+    reviewer = _Reviewer(store, client, soft_block_name, endpoint)
     if (decisions.get("block", pd.Series(dtype=object)) == "soft").any():
         reviewer.soft_block_type()  # made once, before the threads start
 
@@ -275,14 +285,14 @@ def _error(exc: ClientError) -> dict:
             "message": error.get("Message")}
 
 
-def _soft_block_type(store: Store, client, name: str) -> str:
-    """The soft-block qualification type, created once and remembered in the actions table."""
-    token = action_token("qualification_type", name)
+def _soft_block_type(store: Store, client, name: str, endpoint: str = "") -> str:
+    """The soft-block qualification type of one marketplace, created once and remembered in the actions table."""
+    token = action_token("qualification_type", f"{endpoint}\x1f{name}")
     known = store.action_result(token)
     if known:
         return known["QualificationTypeId"]
     started = store.action_state(token) is not None
-    store.record_action_intent(token, "qualification_type", name, {})
+    store.record_action_intent(token, "qualification_type", name, {"endpoint": endpoint})
     qual_id = _find_qualification_type(client, name) if started else None
     if qual_id is None:
         try:
@@ -328,30 +338,40 @@ def _unfinished_extensions(store: Store) -> dict[str, int]:
 
 
 def plan_extension(store: Store, method: str, threshold: float, max_extra_assignments: int,
-                   round_: int | None = None) -> ExtensionPlan:
+                   round_: int | None = None, endpoint: str | None = None) -> ExtensionPlan:
     """HITs holding the least confident items, one more assignment each, within the budget.
-    Extensions an earlier run started come first, whatever the scores say now."""
+
+    Extensions an earlier run started come first, whatever the scores say now. A HIT still
+    waiting for answers it was given (more assignments than collected) is not extended again:
+    the scores cannot have seen those answers yet.
+    """
     from .money import hit_cost
     from .quality import extension_candidates
 
-    hit_rows = {row["hit_id"]: row for row in store.hits(round_=round_)}
+    hit_rows = {row["hit_id"]: row for row in store.hits(round_=round_, endpoint=endpoint)}
+    collected = store.assignments_frame()["hit_id"].value_counts().to_dict()
     hits: dict[str, int] = {h: size for h, size in _unfinished_extensions(store).items() if h in hit_rows}
     tasks: list[str] = []
     scores = store.scores_frame(round_=round_, method=method)
     scores = scores[scores["kind"] == "generated"]
     if len(scores):
         item_hit = {item: hit_id for hit_id in hit_rows for item in store.items_of_hit(hit_id)}
-        tasks = extension_candidates(scores[["task", "confidence", "n"]], threshold, max_extra_assignments)
-        for task in tasks:
+        # Every uncertain item, least confident first: the budget counts assignments (one per HIT),
+        # and several uncertain items can share a HIT.
+        candidates = extension_candidates(scores[["task", "confidence", "n"]], threshold, len(scores))
+        for task in candidates:
             hit_id = item_hit.get(task)
             if hit_id is None or hit_id in hits:
                 continue
             current = int(hit_rows[hit_id]["max_assignments"])
             if current < 10 <= current + 1:  # MTurk refuses crossing from <10 to >=10 assignments
                 continue
+            if collected.get(hit_id, 0) < current:  # still waiting for answers already paid for
+                continue
             if len(hits) >= max_extra_assignments:
                 break
             hits[hit_id] = current
+        tasks = [t for t in candidates if item_hit.get(t) in hits]
     cost = sum((hit_cost(parse_dollars(hit_rows[h]["reward"], "reward"), m + 1) / (m + 1) for h, m in hits.items()),
                Decimal("0"))
     return ExtensionPlan(hits=hits, items=tasks, extra_per_hit=1, cost=cost.quantize(Decimal("0.01")))

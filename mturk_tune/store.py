@@ -489,7 +489,7 @@ class Store:
     def assignments_frame(self, round_: int | None = None) -> pd.DataFrame:
         query = (
             "SELECT a.assignment_id, a.hit_id, a.worker_id AS worker, a.status, a.accept_time, a.submit_time,"
-            " a.parse_error, h.round, h.batch_id FROM assignments a LEFT JOIN hits h ON h.hit_id = a.hit_id"
+            " a.parse_error, h.round, h.batch_id, h.endpoint FROM assignments a LEFT JOIN hits h ON h.hit_id = a.hit_id"
         )
         args: tuple = ()
         if round_ is not None:
@@ -559,12 +559,14 @@ class Store:
         ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
-    def soft_block_qualifications(self) -> list[str]:
-        """Ids of the soft-block qualification types review has created (HITs require their absence)."""
+    def soft_block_qualifications(self, endpoint: str) -> list[str]:
+        """Ids of the soft-block qualification types review created on one marketplace (HITs there require
+        their absence; another marketplace does not know them)."""
         rows = self.conn.execute(
-            "SELECT result FROM actions WHERE kind = 'qualification_type' AND state = 'done' ORDER BY rowid"
+            "SELECT params, result FROM actions WHERE kind = 'qualification_type' AND state = 'done' ORDER BY rowid"
         )
-        return [json.loads(row[0])["QualificationTypeId"] for row in rows if row[0]]
+        return [json.loads(row[1])["QualificationTypeId"] for row in rows
+                if row[1] and json.loads(row[0]).get("endpoint") == endpoint]
 
     def record_action_intent(self, request_token: str, kind: str, target: str, params: dict) -> None:
         with self.transaction() as conn:

@@ -96,6 +96,11 @@ def test_extend_adds_assignments_once(reviewed_round):
     assert "extended 2 HITs" in out.output
     sizes = sorted(h["max_assignments"] for h in reviewed_round.store.hits())
     assert sizes.count(6) == 2
+    # Run again before anyone answered: the extended HITs wait for their answers, others are chosen.
+    again = run(ws, "extend", "--threshold", "1.0", "--max-assignments", "2")
+    assert again.exit_code == 0, again.output
+    sizes = sorted(h["max_assignments"] for h in reviewed_round.store.hits())
+    assert max(sizes) == 6 and sizes.count(6) == min(4, len(sizes))
 
 
 def test_soft_blocked_workers_cannot_take_the_next_hits(reviewed_round):
@@ -103,6 +108,9 @@ def test_soft_blocked_workers_cannot_take_the_next_hits(reviewed_round):
     from mturk_tune.marketplace.local import open_marketplace
 
     ws = reviewed_round.root
+    config = ws / "mturk-tune.toml"  # no hard blocks: every rejected worker gets the soft block
+    config.write_text(config.read_text().replace("hard_block_below_gold_accuracy = 0.3",
+                                                  "hard_block_below_gold_accuracy = false"))
     assert run(ws, "review").exit_code == 0
     actions = reviewed_round.store.actions_frame()
     soft = set(actions.loc[actions["kind"] == "soft_block", "target"])
