@@ -260,7 +260,9 @@ def publish(ctx: click.Context, endpoint: str | None, production: bool, batch_id
 
     ws = _workspace(ctx)
     settings = replace(ws.config, "publish", **options).publish
-    gold = read_gold(ws.root / settings.gold_file) if settings.gold_file and settings.gold_rate > 0 else None
+    # --gold is a path as typed (from the current folder); the config's gold_file is relative to the workspace.
+    gold_path = Path(options["gold_file"]) if options.get("gold_file") else ws.root / settings.gold_file
+    gold = read_gold(gold_path) if settings.gold_file and settings.gold_rate > 0 else None
     ep, client = _client(ws, endpoint, production)
     plan = plan_publish(ws.store, ep, settings, batch_id, gold=gold)
     if plan.hit_count == 0:

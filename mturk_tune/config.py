@@ -163,6 +163,20 @@ def _build_section(cls: type, values: Mapping[str, Any], source: str, section: s
     return cls(**kwargs)
 
 
+def _engine_env_overrides(section: str) -> dict[str, Any]:
+    """MTURK_TUNE_<SECTION>_<KEY> for an engine's keys, read as TOML values (5, 0.9, true, "text")."""
+    overrides = {}
+    for f in fields(_engine_sections()[section]):
+        env_name = f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+        if env_name in os.environ:
+            raw = os.environ[env_name]
+            try:
+                overrides[f.name] = tomllib.loads(f"value = {raw}")["value"]
+            except tomllib.TOMLDecodeError:
+                overrides[f.name] = raw  # a bare word is a string
+    return overrides
+
+
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
     """Build a Config from parsed TOML, naming the key and the fix on any error."""
     for section in data:
@@ -176,7 +190,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: '{name}' must be a table like [{name}]")
         if name in _FREE_SECTIONS:
-            kwargs[name] = dict(values)
+            kwargs[name] = {**values, **_engine_env_overrides(name)}
         else:
             kwargs[name] = _build_section(f.default_factory().__class__, values, source, name)  # type: ignore[misc]
     config = Config(**kwargs)
@@ -193,9 +207,19 @@ def validate(config: Config, source: str = "config") -> None:
         raise ConfigError(
             f"{source}: [publish] endpoint must be sandbox, production, local or an http(s) URL, got {p.endpoint!r}"
         )
-    for key in ("items_per_hit", "assignments", "lifetime", "assignment_duration"):
-        if getattr(p, key) < 1:
-            raise ConfigError(f"{source}: [publish] {key} must be at least 1, got {getattr(p, key)}")
+    # MTurk's own bounds, checked here so a bad value stops before any HIT is claimed or paid for.
+    bounds = {
+        "items_per_hit": (1, 1000), "assignments": (1, 1_000_000), "lifetime": (30, 31_536_000),
+        "assignment_duration": (30, 31_536_000), "auto_approval_delay": (0, 2_592_000), "concurrency": (1, 64),
+    }
+    for key, (low, high) in bounds.items():
+        if not low <= getattr(p, key) <= high:
+            raise ConfigError(f"{source}: [publish] {key} must be between {low} and {high}, got {getattr(p, key)}")
+    if p.endpoint.startswith(("http://", "https://")):
+        from urllib.parse import urlsplit
+
+        if not urlsplit(p.endpoint).hostname or any(ch.isspace() for ch in p.endpoint):
+            raise ConfigError(f"{source}: [publish] endpoint {p.endpoint!r} has no valid host; write http://HOST:PORT")
     parse_dollars(p.reward, f"{source}: [publish] reward")
     parse_dollars(p.max_cost, f"{source}: [publish] max_cost")
     if not 0.0 <= p.gold_rate < 1.0:

@@ -72,20 +72,17 @@ def export_table(store: Store, what: str, round_: int | None = None) -> pd.DataF
     raise ConfigError(f"cannot export {what!r}: choose one of {', '.join(EXPORTS)}")
 
 
-def export(store: Store, what: str, out: Path, raw_worker_ids: bool = False, round_: int | None = None) -> ExportResult:
-    """Write `what` (ratings, assignments, scores or workers) to `out`; the suffix picks the format."""
+def write_table(table: pd.DataFrame, out: Path) -> Path:
+    """Write a table as .csv, .jsonl or .parquet (by suffix), atomically: a crash never leaves half a
+    file under the real name."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
-        raise InputFileError(f"{out}: unknown export format {out.suffix or '(no suffix)'!r}; "
+        raise InputFileError(f"{out}: unknown format {out.suffix or '(no suffix)'!r}; "
                              f"end the file name with {', '.join(FORMATS)}")
-    table = export_table(store, what, round_)
-    if not raw_worker_ids:
-        table = pseudonymise(table, worker_salt(store))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target, then renamed: a crash never leaves half a file under the real name.
     partial = out.with_name(f".{out.name}.partial")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
             table.to_csv(partial, index=False)
         elif suffix == ".jsonl":
@@ -95,5 +92,17 @@ def export(store: Store, what: str, out: Path, raw_worker_ids: bool = False, rou
         os.replace(partial, out)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise InputFileError(f"{out}: cannot write the export ({exc.strerror or exc})") from None
+        raise InputFileError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    return out
+
+
+def export(store: Store, what: str, out: Path, raw_worker_ids: bool = False, round_: int | None = None) -> ExportResult:
+    """Write `what` (ratings, assignments, scores or workers) to `out`; the suffix picks the format."""
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        write_table(pd.DataFrame(), out)  # raises the unknown-format error before any work
+    table = export_table(store, what, round_)
+    if not raw_worker_ids:
+        table = pseudonymise(table, worker_salt(store))
+    write_table(table, out)
     return ExportResult(path=out, what=what, rows=len(table), pseudonymised=not raw_worker_ids)

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 from botocore.exceptions import ClientError
 
 from .config import PublishSection
-from .errors import SafetyError, WorkspaceError
+from .errors import ConfigError, SafetyError, WorkspaceError
 from .hits import HitItem, html_question, render_hit_page
 from .money import format_dollars, hit_cost, parse_dollars
 from .requester import Endpoint, run_pool
@@ -99,14 +99,24 @@ def hit_type_params(settings: PublishSection, store: Store | None = None, endpoi
 
 
 def read_gold(path: Path) -> list[GoldItem]:
-    """Gold items from JSONL: {"id": ..., "text": ..., "label": 1-5, "prompt": optional}."""
+    """Gold items from JSONL: {"id": ..., "text": ..., "label": 1-5, "prompt": optional}.
+
+    A label off the rating scale would make every honest worker look wrong (and be rejected), so
+    each label must be a value the HIT form offers.
+    """
     from .errors import InputFileError
+    from .hits import LIKERT_SCALE
 
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: gold file not found; pass JSONL lines like {{\"id\": \"g1\", \"text\": \"...\", \"label\": 5}}")
+    if not path.is_file():
+        raise InputFileError(
+            f"{path}: gold file not found; pass JSONL lines like {{\"id\": \"g1\", \"text\": \"...\", \"label\": 5}}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: not UTF-8; re-save the file as UTF-8") from None
     gold = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -115,6 +125,9 @@ def read_gold(path: Path) -> list[GoldItem]:
                                  prompt=str(record.get("prompt", ""))))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise InputFileError(f"{path}:{number}: expected {{\"id\", \"text\", \"label\"}} as JSON") from None
+        if gold[-1].label not in LIKERT_SCALE:
+            raise InputFileError(
+                f"{path}:{number}: label {record['label']!r} is not on the rating scale {list(LIKERT_SCALE)}")
     if not gold:
         raise InputFileError(f"{path}: no gold items")
     return gold
@@ -149,8 +162,12 @@ def plan_publish(
     if batch_id is None:
         raise WorkspaceError("nothing to publish: run 'mturk-tune generate' first")
     store.batch_round(batch_id)  # raises a clear error for an unknown batch
+    # A missing template must stop the command before any HIT is claimed.
+    render_hit_page([HitItem(id="check", text="check")], template=settings.template, title=settings.title)
     pending = [row["request_token"] for row in store.pending_hit_intents(endpoint.label) if row["batch_id"] == batch_id]
     items = [row["id"] for row in store.unpublished_items(batch_id) if row["kind"] != "gold"]
+    if gold and settings.gold_rate > 0 and settings.items_per_hit < 2:
+        raise ConfigError("gold items need at least 2 items per HIT (one gold, one to rate): raise --items-per-hit")
     gold_per_hit = round(settings.items_per_hit * settings.gold_rate) if gold else 0
     if gold and settings.gold_rate > 0:
         gold_per_hit = max(1, min(gold_per_hit, settings.items_per_hit - 1))

@@ -74,8 +74,17 @@ def resolve_endpoint(name: str, production: bool = False) -> Endpoint:
         return Endpoint("production", PRODUCTION_URL, is_production=True)
     if name == "local":
         return Endpoint("local", None)
-    if name.startswith(("http://", "https://")):
-        if urlsplit(name).username is not None:
+    if name.lower().startswith(("http://", "https://")):
+        parts = urlsplit(name)
+        host = (parts.hostname or "").rstrip(".")
+        if not host or any(ch.isspace() for ch in name):
+            raise SafetyError(f"endpoint URL {name!r} has no valid host: write it like http://127.0.0.1:8765")
+        # The production API under any spelling is production: the same guard, the same label.
+        if host == urlsplit(PRODUCTION_URL).hostname:
+            return resolve_endpoint("production", production)
+        if host == urlsplit(SANDBOX_URL).hostname:
+            return resolve_endpoint("sandbox")
+        if parts.username is not None:
             # The label is written to the store with every HIT: a key in the URL would land there.
             raise SafetyError(
                 "the endpoint URL holds credentials (user:secret@host): remove them and set "

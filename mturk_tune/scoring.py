@@ -32,10 +32,11 @@ def aggregate_round(store: Store, exports_dir: Path, method: str = "mean", round
     result = aggregate(ratings[["task", "worker", "label"]], method=method)
     store.save_scores(round_, method, result.items)
     scores = store.scores_frame(round_=round_, method=method)
-    exports_dir.mkdir(parents=True, exist_ok=True)
+    from .exporting import write_table
+
     base = exports_dir / f"scores-round{round_}-{method}"
-    scores.to_parquet(base.with_suffix(".parquet"), index=False)
-    scores.to_json(base.with_suffix(".jsonl"), orient="records", lines=True, force_ascii=False)
+    write_table(scores, base.with_suffix(".parquet"))
+    write_table(scores, base.with_suffix(".jsonl"))
     return ScoreResult(round=round_, method=method, items=result.items, exports=[base.with_suffix(".parquet"), base.with_suffix(".jsonl")])
 
 
@@ -57,9 +58,9 @@ def aggregate_file(answers: Path, out: Path, method: str = "mean") -> pd.DataFra
     """`aggregate --answers FILE.csv --out FILE.csv` outside any workspace."""
     from .aggregation import aggregate
 
+    from .exporting import write_table
+
     frame = read_answers_csv(answers)
     result = aggregate(frame[["task", "worker", "label"]], method=method)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.items.to_csv(out, index=False)
+    write_table(result.items, out)  # .csv, .jsonl or .parquet by suffix
     return result.items

@@ -682,7 +682,13 @@ def launch_command(launcher: str, spec_path: Path) -> list[str]:
     """The argv that runs a spec under a launcher: "python", "torchrun --nproc_per_node 2", "accelerate launch ..."."""
     import shlex
 
-    return [*shlex.split(launcher), "-m", "mturk_tune.tuning", "--spec", str(spec_path)]
+    try:
+        words = shlex.split(launcher)
+    except ValueError as error:
+        raise ConfigError(f"launch command {launcher!r} cannot be split into words ({error}); check its quotes") from None
+    if not words:
+        raise ConfigError("the launch command is empty: pass e.g. --launch \"accelerate launch --num_processes 2\"")
+    return [*words, "-m", "mturk_tune.tuning", "--spec", str(spec_path)]
 
 
 def _print_progress(step: int, total: int) -> None:

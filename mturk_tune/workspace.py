@@ -50,22 +50,32 @@ def init_workspace(
 ) -> Workspace:
     """Create (or re-open) a workspace; an existing config is never overwritten.
 
-    `settings` ({section: {key: value}}) replaces default values in the written config file.
+    `settings` ({section: {key: value}}) replaces default values in the written config file. The
+    new config is checked before it is put in place, so a bad value leaves nothing to clean up.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     config_path = root / CONFIG_FILE
-    if not config_path.exists():
-        text = config_text if config_text is not None else example_config_text()
-        config_path.write_text(text, encoding="utf-8")
-        settings = {section: dict(values) for section, values in (settings or {}).items()}
-        if model is not None:
-            settings.setdefault("model", {})["name"] = model
-        for section, values in settings.items():
-            for key, value in values.items():
-                set_config_value(config_path, section, key, value)
-    config = load_config(config_path)
-    Store.create(root / STATE_FILE, model=config.model.name).close()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not config_path.exists():
+            draft = root / (CONFIG_FILE + ".new")
+            draft.write_text(config_text if config_text is not None else example_config_text(), encoding="utf-8")
+            settings = {section: dict(values) for section, values in (settings or {}).items()}
+            if model is not None:
+                settings.setdefault("model", {})["name"] = model
+            for section, values in settings.items():
+                for key, value in values.items():
+                    set_config_value(draft, section, key, value)
+            try:
+                load_config(draft)
+            except Exception:
+                draft.unlink()
+                raise
+            draft.replace(config_path)
+        config = load_config(config_path)
+        Store.create(root / STATE_FILE, model=config.model.name).close()
+    except OSError as exc:
+        raise WorkspaceError(f"cannot create a workspace in {root}: {exc.strerror or exc}") from None
     return Workspace(root=root, config=config)
 
 

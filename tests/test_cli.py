@@ -91,7 +91,10 @@ def test_one_round_through_the_cli(workspace, prompts_file, tmp_path):
     assert "ratings 12" in trace.output and "checkpoint" in trace.output
 
 
-def test_production_without_flag_makes_no_call(workspace, prompts_file, monkeypatch):
+@pytest.mark.parametrize("endpoint", [
+    "production", "https://mturk-requester.us-east-1.amazonaws.com", "HTTPS://MTURK-REQUESTER.us-east-1.amazonaws.com./",
+])
+def test_production_without_flag_makes_no_call(workspace, prompts_file, monkeypatch, endpoint):
     import mturk_tune.requester as requester
 
     def no_client(*args, **kwargs):
@@ -99,7 +102,7 @@ def test_production_without_flag_makes_no_call(workspace, prompts_file, monkeypa
 
     monkeypatch.setattr(requester, "make_client", no_client)
     monkeypatch.setattr(requester.boto3, "client", no_client)
-    result = run("publish", "--endpoint", "production", workspace=workspace.root)
+    result = run("publish", "--endpoint", endpoint, workspace=workspace.root)
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "--production" in lines[0]
@@ -164,3 +167,12 @@ def test_an_unreachable_endpoint_fails_in_seconds(workspace, monkeypatch):
     assert "could not reach" in result.output and len(result.output.strip().splitlines()) == 1
     assert time.monotonic() - started < 20
     assert json.loads(run("status", "--json", workspace=workspace.root).output)["rounds"][0]["hits"] == 0
+
+
+@pytest.mark.parametrize("value", ["production", "https://mturk-requester.us-east-1.amazonaws.com"])
+def test_production_from_config_or_env_is_refused_too(workspace, monkeypatch, value):
+    monkeypatch.setenv("MTURK_TUNE_PUBLISH_ENDPOINT", value)
+    workspace.store.add_batch("b", 0, "m", {}, [{"id": "i1", "prompt_id": "p", "prompt": "x", "text": "t", "model": "m"}])
+    for command in (["publish"], ["review"], ["extend", "--threshold", "1"]):
+        result = run(*command, workspace=workspace.root)
+        assert result.exit_code == 2 and "--production" in result.output, (command, result.output)

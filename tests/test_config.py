@@ -78,3 +78,12 @@ def test_invalid_toml_says_so(tmp_path):
     path.write_text("[publish\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path)
+
+
+def test_env_overrides_reach_the_engine_sections(monkeypatch):
+    monkeypatch.setenv("MTURK_TUNE_TUNE_EPOCHS", "7")
+    monkeypatch.setenv("MTURK_TUNE_TUNE_SCHEME", "exponential")
+    monkeypatch.setenv("MTURK_TUNE_QUALITY_MIN_GOLD_ACCURACY", "0.9")
+    config = load_config(None)
+    assert config.tune["epochs"] == 7 and config.tune["scheme"] == "exponential"
+    assert config.quality["min_gold_accuracy"] == 0.9
