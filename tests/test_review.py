@@ -40,7 +40,7 @@ def reviewed_round(workspace, tmp_path):
                       .replace("min_gold_answers = 3", "min_gold_answers = 2")
                       .replace('[crowd]\n', '[crowd]\n').replace("mix = { careful = 1.0 }", "mix = { careful = 0.6, spammer = 0.4 }"))
     assert run(ws, "generate", str(prompts), "-n", "2", "--max-new-tokens", "10").exit_code == 0
-    out = run(ws, "publish", "--items-per-hit", "4", "--assignments", "5", "--gold", "gold.jsonl", "--gold-rate", "0.5")
+    out = run(ws, "publish", "--items-per-hit", "4", "--assignments", "5", "--gold", str(gold), "--gold-rate", "0.5")
     assert out.exit_code == 0, out.output
     assert run(ws, "simulate", "--workers", "10", "--seed", "3").exit_code == 0
     assert run(ws, "collect").exit_code == 0
