@@ -15,14 +15,13 @@ def run(ws, *args):
     return CliRunner().invoke(cli, ["-w", str(ws), *args], catch_exceptions=False)
 
 
-GOLD_TEXTS = [
-    "The room was clean and lovely and the staff was friendly and helpful.",
-    "The food was delicious and fresh and the waiter was kind and polite.",
-    "The coffee was bitter and stale and the barista was rude.",
-    "The train was late and dirty and the seats were cold and noisy.",
-    "The park was green and peaceful and beautiful.",
-    "The book was boring and slow and dull.",
-]
+def gold_texts() -> list[str]:
+    """Texts at the ends of the hidden preference (gold 1 or 5): a random clicker is then right
+    (within one point) 40% of the time, an attentive rater almost always."""
+    from mturk_tune.marketplace.crowd import NEGATIVE_WORDS, POSITIVE_WORDS
+
+    good, bad = sorted(POSITIVE_WORDS), sorted(NEGATIVE_WORDS)
+    return [f"It was {' and '.join(words[i:i + 3])}." for words in (good, bad) for i in (0, 3, 6)]
 
 
 @pytest.fixture
@@ -34,13 +33,13 @@ def reviewed_round(workspace, tmp_path):
     gold = ws / "gold.jsonl"
     # Gold labels are what an attentive rater with the crowd's hidden preference answers.
     gold.write_text("".join(json.dumps({"id": f"g{i}", "text": t, "label": round(1 + 4 * default_preference(t))}) + "\n"
-                            for i, t in enumerate(GOLD_TEXTS)))
+                            for i, t in enumerate(gold_texts())))
     config = ws / "mturk-tune.toml"
     config.write_text(config.read_text().replace("gold_tolerance = 0.0", "gold_tolerance = 1.0")
                       .replace("min_gold_answers = 3", "min_gold_answers = 2")
                       .replace('[crowd]\n', '[crowd]\n').replace("mix = { careful = 1.0 }", "mix = { careful = 0.6, spammer = 0.4 }"))
     assert run(ws, "generate", str(prompts), "-n", "2", "--max-new-tokens", "10").exit_code == 0
-    out = run(ws, "publish", "--items-per-hit", "4", "--assignments", "5", "--gold", str(gold), "--gold-rate", "0.5")
+    out = run(ws, "publish", "--items-per-hit", "6", "--assignments", "5", "--gold", str(gold), "--gold-rate", "0.5")
     assert out.exit_code == 0, out.output
     assert run(ws, "simulate", "--workers", "10", "--seed", "3").exit_code == 0
     assert run(ws, "collect").exit_code == 0
@@ -51,7 +50,7 @@ def test_gold_items_are_mixed_into_every_hit(reviewed_round):
     store = reviewed_round.store
     for hit in store.hits():
         kinds = store.items_frame().set_index("id").loc[store.items_of_hit(hit["hit_id"]), "kind"]
-        assert (kinds == "gold").sum() == 2 and (kinds == "generated").sum() == 2
+        assert (kinds == "gold").sum() == 3 and (kinds == "generated").sum() == 3
 
 
 def test_review_dry_run_then_apply_once(reviewed_round):
