@@ -66,7 +66,7 @@ def workspace_with_items(root: Path, texts: list[str]):
 def rate_hits(browser, home: str, hits: int, rng: random.Random, on_task=None) -> dict[str, int]:
     """From the HIT list at ``home``, preview, accept, rate and submit ``hits`` HITs in turn; returns
     {item id: rating}. The browser stays on the last "Submitted" page."""
-    wait = WebDriverWait(browser, 15)
+    wait = WebDriverWait(browser, 45)
     chosen: dict[str, int] = {}
     for _ in range(hits):
         browser.switch_to.default_content()
@@ -90,7 +90,7 @@ def rate_hits(browser, home: str, hits: int, rng: random.Random, on_task=None) -
 
 def signed_in(browser, worker_id: str) -> None:
     """Wait for the HIT list of ``worker_id`` (the invite link redirects there with a cookie)."""
-    WebDriverWait(browser, 15).until(EC.text_to_be_present_in_element((By.TAG_NAME, "header"), f"Worker {worker_id}"))
+    WebDriverWait(browser, 45).until(EC.text_to_be_present_in_element((By.TAG_NAME, "header"), f"Worker {worker_id}"))
 
 
 def nothing_ran(browser) -> bool:
@@ -175,13 +175,13 @@ def test_the_demo_marketplace_served_to_a_person_stops_when_they_have_done_every
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    assert ready.wait(15)
+    assert ready.wait(60)
     assert any(outcome["links"]["ADEMORATER"] in line for line in lines)  # the person is told where to go
     browser.delete_all_cookies()
     browser.get(outcome["links"]["ADEMORATER"])
     signed_in(browser, "ADEMORATER")
     chosen = rate_hits(browser, outcome["links"]["ADEMORATER"].split("/join")[0] + "/", 2, random.Random(5))
-    thread.join(15)
+    thread.join(60)
     run = outcome["run"]
     assert (run.finished, run.submitted) == (True, 2)
 
