@@ -215,7 +215,9 @@ def _resolve_source(name_or_path: str) -> tuple[str, dict]:
         raise ModelNotFound(f"model {name_or_path!r} not found: the only built-in model is {BUILTIN_TINY}")
     local = Path(name_or_path).expanduser()
     if local.is_dir():
-        if not (local / "config.json").is_file():
+        # adapter_config.json: a LoRA adapter saved by `tune` (lora_merge = false); transformers loads
+        # it onto its base model through peft.
+        if not (local / "config.json").is_file() and not (local / "adapter_config.json").is_file():
             raise ModelNotFound(f"model directory '{local}' has no config.json: {_HOW_TO_FIX}")
         return str(local), {"local_files_only": True}
     if _looks_like_path(name_or_path) or local.exists():

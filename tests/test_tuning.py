@@ -292,6 +292,11 @@ def test_lora_adapter_and_merged_checkpoints(tiny_model, tmp_path):
     ids = torch.tensor([[5, 6, 7, 8]])
     assert hasattr(with_adapter, "peft_config")
     assert not torch.allclose(with_adapter(ids).logits, plain(ids).logits)
+    # The next round loads the adapter checkpoint like any other model.
+    from mturk_tune.models import load_model_and_tokenizer
+
+    next_round, _ = load_model_and_tokenizer(str(adapter.checkpoint))
+    assert torch.allclose(next_round(ids).logits, with_adapter(ids).logits)
 
 
 # ---------------------------------------------------------------------------------------------------------
