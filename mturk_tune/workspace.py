@@ -53,7 +53,7 @@ def init_workspace(
     `settings` ({section: {key: value}}) replaces default values in the written config file. The
     new config is checked before it is put in place, so a bad value leaves nothing to clean up.
     """
-    root = Path(root)
+    root = Path(root).expanduser().resolve()  # absolute: the store records checkpoint paths
     config_path = root / CONFIG_FILE
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def set_config_value(config_path: Path, section: str, key: str, value: object) -
 
 
 def open_workspace(root: Path) -> Workspace:
-    root = Path(root)
+    root = Path(root).expanduser().resolve()  # absolute: the store records checkpoint paths
     if not (root / STATE_FILE).exists():
         raise WorkspaceError(f"{root} is not a workspace (no {STATE_FILE}): run 'mturk-tune init {root}' first")
     return Workspace(root=root, config=load_config(root / CONFIG_FILE))

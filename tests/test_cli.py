@@ -176,3 +176,11 @@ def test_production_from_config_or_env_is_refused_too(workspace, monkeypatch, va
     for command in (["publish"], ["review"], ["extend", "--threshold", "1"]):
         result = run(*command, workspace=workspace.root)
         assert result.exit_code == 2 and "--production" in result.output, (command, result.output)
+
+
+def test_checkpoints_are_recorded_as_absolute_paths(tmp_path, monkeypatch):
+    from mturk_tune.workspace import init_workspace
+
+    monkeypatch.chdir(tmp_path)
+    ws = init_workspace("relative-ws", model="builtin:tiny")
+    assert ws.root.is_absolute() and ws.checkpoints_dir.is_absolute()
