@@ -11,6 +11,8 @@ distance used here reduces to squared differences of (possibly rank-transformed)
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 import numpy as np
@@ -92,6 +94,18 @@ def krippendorff_alpha(answers: pd.DataFrame, level: Level = "nominal") -> float
     if expected <= 0:
         return float("nan")
     return 1.0 - observed / expected
+
+
+def alpha_or_none(answers: pd.DataFrame, level: Level = "ordinal") -> float | None:
+    """Krippendorff's alpha for reports and records: None where the table cannot give a number
+    (fewer than two workers, no pairable ratings), so a degenerate round never stops the work."""
+    if answers.empty or answers["worker"].nunique() < 2:
+        return None
+    try:
+        value = float(krippendorff_alpha(answers[["task", "worker", "label"]], level=level))
+    except Exception:  # informative only: any failure gives no number rather than no report
+        return None
+    return None if math.isnan(value) else value
 
 
 def fleiss_kappa(answers: pd.DataFrame) -> float:

@@ -35,6 +35,7 @@ from . import collecting, crowd_runner, generating, publishing, reviewing, round
 from .config import CrowdSection
 from .errors import ConfigError, WorkspaceError
 from .hits import LIKERT_SCALE
+from .agreement import alpha_or_none
 from .money import bonus_cost, parse_dollars, reward_fee
 from .preferences import DEFAULT_PREFERENCE, Preference, load_preference
 from .prompts import Prompt
@@ -202,7 +203,7 @@ class _Loop:
         self.metric(round_, "assignments", have)
         self.metric(round_, "ratings", len(ratings))
         self.metric(round_, "workers", ratings["worker"].nunique())
-        self.metric(round_, "alpha", _alpha(ratings))
+        self.metric(round_, "alpha", alpha_or_none(ratings))
 
     def do_review(self, round_: int) -> None:
         decisions = reviewing.plan_review(self.store, self.policy, round_, endpoint=self.endpoint.label)
@@ -253,7 +254,7 @@ class _Loop:
         if len(scores) > 2 and scores["label"].std() > 0 and truth.std() > 0:
             self.metric(round_, "score_truth_corr", float(scores["label"].corr(truth)))
         self.metric(round_, "ratings_kept", len(kept))
-        self.metric(round_, "alpha_kept", _alpha(kept))
+        self.metric(round_, "alpha_kept", alpha_or_none(kept))
         assignments = self.store.assignments_frame(round_=round_)
         self.metric(round_, "rejected_assignments", int((assignments["status"] == "Rejected").sum()))
         self.metric(round_, "cost", float(round_cost(self.store, round_, self.policy.bonus_amount)))
@@ -397,17 +398,6 @@ def _local_publish_settings(ws: Workspace):
     import dataclasses
 
     return dataclasses.replace(ws.config.publish, endpoint=LOCAL)
-
-
-def _alpha(ratings: pd.DataFrame) -> float | None:
-    from .agreement import krippendorff_alpha
-
-    if ratings.empty or ratings["worker"].nunique() < 2:
-        return None
-    try:
-        return float(krippendorff_alpha(ratings[["task", "worker", "label"]], level="ordinal"))
-    except Exception:  # agreement is informative only: a degenerate table gives no number
-        return None
 
 
 # ------------------------------------------------------------------------------------------------ reading a run

@@ -142,7 +142,7 @@ def _cost_plot(metrics: list[dict]) -> str:
 
 
 def _agreement_section(store: Store) -> str:
-    from .agreement import krippendorff_alpha
+    from .agreement import alpha_or_none
 
     ratings = store.ratings_frame()
     if ratings.empty:
@@ -154,8 +154,8 @@ def _agreement_section(store: Store) -> str:
     batches, everything, kept = [], [], []
     rows = []
     for batch_id, group in ratings.groupby("batch_id", sort=False):
-        all_alpha = _safe_alpha(krippendorff_alpha, group)
-        kept_alpha = _safe_alpha(krippendorff_alpha, group[group["kept"]])
+        all_alpha = alpha_or_none(group)
+        kept_alpha = alpha_or_none(group[group["kept"]])
         batches.append(str(batch_id))
         everything.append(all_alpha)
         kept.append(kept_alpha)
@@ -293,16 +293,6 @@ def _number(value, digits: int) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
         return "-"
     return f"{float(value):.{digits}f}"
-
-
-def _safe_alpha(alpha, ratings: pd.DataFrame) -> float | None:
-    if ratings.empty or ratings["worker"].nunique() < 2:
-        return None
-    try:
-        value = float(alpha(ratings[["task", "worker", "label"]], level="ordinal"))
-    except Exception:  # too few pairable ratings: no number rather than no report
-        return None
-    return None if math.isnan(value) else value
 
 
 def _gold_tolerance(store: Store) -> float:

@@ -33,15 +33,11 @@ def round_provenance(ws: Workspace, round_: int, method: str) -> dict[str, Any]:
         "workers": int(ratings["worker"].nunique()) if len(ratings) else 0,
         "aggregation": method,
     }
-    try:
-        from .agreement import krippendorff_alpha
+    from .agreement import alpha_or_none
 
-        if len(ratings) and ratings["worker"].nunique() > 1:
-            provenance["krippendorff_alpha_ordinal"] = round(
-                float(krippendorff_alpha(ratings[["task", "worker", "label"]], level="ordinal")), 4
-            )
-    except Exception:  # agreement is informative only; a degenerate table must not stop tuning
-        pass
+    alpha = alpha_or_none(ratings)
+    if alpha is not None:
+        provenance["krippendorff_alpha_ordinal"] = round(alpha, 4)
     return provenance
 
 
