@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .config import CrowdSection, replace
+from .config import replace
 LOCAL_ENDPOINT = "local"
 
 DEMO_TOPICS = (
@@ -101,8 +101,8 @@ def run_demo(
             return {"workspace": str(ws.root), "batch": batch.batch_id, "hits": published.created, "assignments": 0}
     else:
         mix = {"careful": 1.0 - spammers, "spammer": spammers} if spammers else {"careful": 1.0}
-        crowd = replace(ws.config, "crowd", workers=workers).crowd
-        crowd = CrowdSection(workers=crowd.workers, seed=crowd.seed, mix=mix)
+        # replace() keeps the rest of [crowd] (seed, preference) as configured.
+        crowd = replace(ws.config, "crowd", workers=workers, mix=mix).crowd
         submitted = run_crowd(ws, crowd)
         echo(f"[4/7] {workers} simulated workers submitted {submitted} assignments")
 
